@@ -1,0 +1,224 @@
+//! Typed errors for response parsing.
+
+use crate::event::ErrorCode;
+
+/// Longest attribute value quoted verbatim in an error message; longer values
+/// are cut so a hostile response cannot blow up logs.
+const MAX_QUOTED_VALUE: usize = 64;
+
+/// Why an Omaha response body was rejected.
+///
+/// Every variant names the failing step; [`ResponseError::error_kind`] gives a
+/// stable string for metrics and the D-Bus `LastError`, and
+/// [`ResponseError::error_code`] the update_engine error code to report in a
+/// `3/0` event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResponseError {
+    /// The body was empty (or only whitespace).
+    #[error("empty Omaha response")]
+    Empty,
+
+    /// The body is larger than [`crate::MAX_RESPONSE_SIZE`].
+    #[error("Omaha response too large: {size} bytes (limit {max})")]
+    TooLarge {
+        /// Size of the body that was offered.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// The body is not valid UTF-8.
+    #[error("Omaha response is not valid UTF-8 at byte {offset}")]
+    NotUtf8 {
+        /// Offset of the first invalid byte.
+        offset: usize,
+    },
+
+    /// The XML tokenizer rejected the document.
+    #[error("malformed XML at byte {offset}: {source}")]
+    Xml {
+        /// Byte offset where the tokenizer stopped.
+        offset: u64,
+        /// The tokenizer's error.
+        #[source]
+        source: quick_xml::Error,
+    },
+
+    /// The document ended while elements were still open.
+    #[error("truncated XML: <{open_element}> is not closed")]
+    Truncated {
+        /// Innermost element that was still open.
+        open_element: String,
+    },
+
+    /// The document has no root element, more than one, or text outside it.
+    #[error("malformed XML: {reason}")]
+    BadStructure {
+        /// What is wrong.
+        reason: &'static str,
+    },
+
+    /// A `<!DOCTYPE>` was present. DTDs (and the entity definitions they may
+    /// carry) are never processed.
+    #[error("DOCTYPE is not allowed in an Omaha response (entities are never expanded)")]
+    Doctype,
+
+    /// An entity or character reference could not be resolved (only the five
+    /// predefined XML entities and numeric references are accepted).
+    #[error("bad escape in {context}: {source}")]
+    BadEscape {
+        /// Where the escape was found, e.g. `attribute codebase of <url>`.
+        context: String,
+        /// The unescaper's error.
+        #[source]
+        source: quick_xml::escape::EscapeError,
+    },
+
+    /// Elements are nested deeper than [`crate::response::MAX_DEPTH`].
+    #[error("XML nested deeper than {max} elements")]
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
+
+    /// More elements than [`crate::response::MAX_ELEMENTS`].
+    #[error("XML has more than {max} elements")]
+    TooManyElements {
+        /// The limit.
+        max: usize,
+    },
+
+    /// The root element is not `<response>`.
+    #[error("not an Omaha response: root element is <{root}>")]
+    NotAResponse {
+        /// The root element's name.
+        root: String,
+    },
+
+    /// `response@protocol` is missing or not 3.x.
+    #[error("unsupported Omaha protocol {}, expected 3.0", match found { Some(v) => format!("{v:?}"), None => "(missing)".to_string() })]
+    UnsupportedProtocol {
+        /// The protocol attribute, if present.
+        found: Option<String>,
+    },
+
+    /// A required element is missing.
+    #[error("missing element {path}")]
+    MissingElement {
+        /// Path of the missing element, e.g. `response/app/updatecheck`.
+        path: &'static str,
+    },
+
+    /// A required attribute is missing.
+    #[error("missing attribute {attribute} on <{element}>")]
+    MissingAttribute {
+        /// Element name.
+        element: &'static str,
+        /// Attribute name.
+        attribute: &'static str,
+    },
+
+    /// An attribute has a value that cannot be used.
+    #[error("invalid {attribute} attribute {value:?} on <{element}>: {reason}")]
+    InvalidAttribute {
+        /// Element name.
+        element: &'static str,
+        /// Attribute name.
+        attribute: &'static str,
+        /// The value (cut after 64 characters).
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// The server answered (with HTTP 200) but reported an error status, e.g.
+    /// Nebraska's `app status="error-noPackageFound"`.
+    #[error("Omaha server reported {status:?} on <{element}>")]
+    ServerError {
+        /// `app` or `updatecheck`.
+        element: &'static str,
+        /// The status string as sent by the server.
+        status: String,
+    },
+}
+
+impl ResponseError {
+    /// A stable, machine-readable name for the failure class.
+    pub fn error_kind(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::TooLarge { .. } => "too_large",
+            Self::NotUtf8 { .. } => "not_utf8",
+            Self::Xml { .. } => "malformed_xml",
+            Self::Truncated { .. } => "truncated",
+            Self::BadStructure { .. } => "bad_structure",
+            Self::Doctype => "doctype",
+            Self::BadEscape { .. } => "bad_escape",
+            Self::TooDeep { .. } => "too_deep",
+            Self::TooManyElements { .. } => "too_many_elements",
+            Self::NotAResponse { .. } => "not_a_response",
+            Self::UnsupportedProtocol { .. } => "unsupported_protocol",
+            Self::MissingElement { .. } => "missing_element",
+            Self::MissingAttribute { .. } => "missing_attribute",
+            Self::InvalidAttribute { .. } => "invalid_attribute",
+            Self::ServerError { .. } => "server_error",
+        }
+    }
+
+    /// The update_engine error code this failure maps to, as reported in a
+    /// `3/0` event: 30 for an empty body, 31 when the XML cannot be parsed at
+    /// all, 34 (`OmahaResponseInvalid`) for everything else, including server
+    /// error statuses.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::Empty => ErrorCode::OmahaRequestEmptyResponse,
+            Self::TooLarge { .. }
+            | Self::NotUtf8 { .. }
+            | Self::Xml { .. }
+            | Self::Truncated { .. }
+            | Self::BadStructure { .. }
+            | Self::Doctype
+            | Self::BadEscape { .. }
+            | Self::TooDeep { .. }
+            | Self::TooManyElements { .. } => ErrorCode::OmahaRequestXmlParseError,
+            Self::NotAResponse { .. }
+            | Self::UnsupportedProtocol { .. }
+            | Self::MissingElement { .. }
+            | Self::MissingAttribute { .. }
+            | Self::InvalidAttribute { .. }
+            | Self::ServerError { .. } => ErrorCode::OmahaResponseInvalid,
+        }
+    }
+
+    /// The server's status string for [`ResponseError::ServerError`], e.g.
+    /// `error-noPackageFound`.
+    pub fn server_status(&self) -> Option<&str> {
+        match self {
+            Self::ServerError { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn invalid(
+        element: &'static str,
+        attribute: &'static str,
+        value: &str,
+        reason: &'static str,
+    ) -> Self {
+        Self::InvalidAttribute {
+            element,
+            attribute,
+            value: quote_cut(value),
+            reason,
+        }
+    }
+}
+
+/// Cuts `value` to [`MAX_QUOTED_VALUE`] characters, marking the cut.
+pub(crate) fn quote_cut(value: &str) -> String {
+    match value.char_indices().nth(MAX_QUOTED_VALUE) {
+        Some((idx, _)) => format!("{}...", &value[..idx]),
+        None => value.to_string(),
+    }
+}
