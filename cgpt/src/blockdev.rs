@@ -1,0 +1,89 @@
+//! Block-device queries (ioctls and sysfs), the only unsafe code of the crate.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+#[allow(unsafe_code)]
+mod ioctl {
+    // BLKSSZGET = _IO(0x12, 104), BLKGETSIZE64 = _IOR(0x12, 114, size_t).
+    nix::ioctl_read_bad!(blksszget, nix::request_code_none!(0x12, 104), std::ffi::c_int);
+    nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+}
+
+/// The logical sector size of a block device.
+pub fn logical_sector_size(file: &File) -> io::Result<u64> {
+    let mut size: std::ffi::c_int = 0;
+    // SAFETY: the fd is open for the lifetime of `file`; the kernel writes one int.
+    #[allow(unsafe_code)]
+    unsafe { ioctl::blksszget(file.as_raw_fd(), &mut size) }.map_err(io::Error::from)?;
+    u64::try_from(size).map_err(|_| io::Error::other("negative sector size"))
+}
+
+/// The size in bytes of a block device.
+pub fn size_bytes(file: &File) -> io::Result<u64> {
+    let mut size: u64 = 0;
+    // SAFETY: as above; the kernel writes one u64.
+    #[allow(unsafe_code)]
+    unsafe { ioctl::blkgetsize64(file.as_raw_fd(), &mut size) }.map_err(io::Error::from)?;
+    Ok(size)
+}
+
+/// A drive argument resolved to the whole disk plus, for a partition device such
+/// as `/dev/sda4`, the partition number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The whole disk (or the image file itself).
+    pub disk: PathBuf,
+    /// The partition number if a partition device was given.
+    pub partition: Option<u32>,
+}
+
+/// Turns a partition block device into disk + number through sysfs (what Flatcar's
+/// cgpt does with libblkid); anything else is returned as it is.
+pub fn resolve(path: &Path) -> io::Result<Target> {
+    resolve_in(Path::new("/sys/dev/block"), Path::new("/dev"), path)
+}
+
+fn resolve_in(sys_dev_block: &Path, dev_dir: &Path, path: &Path) -> io::Result<Target> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.file_type().is_block_device() {
+        return Ok(Target { disk: path.to_owned(), partition: None });
+    }
+    let rdev = meta.rdev();
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    let node = sys_dev_block.join(format!("{major}:{minor}"));
+    let partition = match std::fs::read_to_string(node.join("partition")) {
+        Ok(s) => s.trim().parse::<u32>().map_err(io::Error::other)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Target { disk: path.to_owned(), partition: None });
+        }
+        Err(e) => return Err(e),
+    };
+    // .../block/sda/sda4 -> the parent directory names the whole disk.
+    let real = std::fs::canonicalize(&node)?;
+    let parent = real
+        .parent()
+        .and_then(|p| p.file_name())
+        .ok_or_else(|| io::Error::other(format!("no parent disk for {}", path.display())))?;
+    Ok(Target { disk: dev_dir.join(parent), partition: Some(partition) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regular_files_pass_through() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let t = resolve(f.path()).unwrap();
+        assert_eq!(t, Target { disk: f.path().to_owned(), partition: None });
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        assert!(resolve(Path::new("/nonexistent/disk.img")).is_err());
+    }
+}
