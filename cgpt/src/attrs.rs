@@ -68,7 +68,12 @@ impl Attributes {
     }
 
     /// Returns a copy with priority, tries and successful set.
-    pub fn with_pts(mut self, priority: u8, tries: u8, successful: bool) -> Result<Self, RangeError> {
+    pub fn with_pts(
+        mut self,
+        priority: u8,
+        tries: u8,
+        successful: bool,
+    ) -> Result<Self, RangeError> {
         self.set_priority(priority.into())?;
         self.set_tries(tries.into())?;
         self.set_successful(successful.into())?;
@@ -99,9 +104,19 @@ impl Attributes {
         self.0 = (self.0 & 0x0000_ffff_ffff_ffff) | (u64::from(value) << 48);
     }
 
-    fn set_field(&mut self, field: &'static str, shift: u32, mask: u64, value: u64) -> Result<(), RangeError> {
+    fn set_field(
+        &mut self,
+        field: &'static str,
+        shift: u32,
+        mask: u64,
+        value: u64,
+    ) -> Result<(), RangeError> {
         if value > mask {
-            return Err(RangeError { field, max: mask as u8, value });
+            return Err(RangeError {
+                field,
+                max: mask as u8,
+                value,
+            });
         }
         self.0 = (self.0 & !(mask << shift)) | (value << shift);
         Ok(())
@@ -142,7 +157,10 @@ mod tests {
             assert_eq!((a.priority(), a.tries(), a.successful()), (p, t, s));
         }
         assert_eq!(Attributes(0x0101_0000_0000_0000).gpt_att(), 0x101);
-        assert_eq!(Attributes(0x0101_0000_0000_0000).to_string(), "priority=1 tries=0 successful=1");
+        assert_eq!(
+            Attributes(0x0101_0000_0000_0000).to_string(),
+            "priority=1 tries=0 successful=1"
+        );
     }
 
     #[test]

@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 #[allow(unsafe_code)]
 mod ioctl {
     // BLKSSZGET = _IO(0x12, 104), BLKGETSIZE64 = _IOR(0x12, 114, size_t).
-    nix::ioctl_read_bad!(blksszget, nix::request_code_none!(0x12, 104), std::ffi::c_int);
+    nix::ioctl_read_bad!(
+        blksszget,
+        nix::request_code_none!(0x12, 104),
+        std::ffi::c_int
+    );
     nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
 }
 
@@ -50,7 +54,10 @@ pub fn resolve(path: &Path) -> io::Result<Target> {
 fn resolve_in(sys_dev_block: &Path, dev_dir: &Path, path: &Path) -> io::Result<Target> {
     let meta = std::fs::metadata(path)?;
     if !meta.file_type().is_block_device() {
-        return Ok(Target { disk: path.to_owned(), partition: None });
+        return Ok(Target {
+            disk: path.to_owned(),
+            partition: None,
+        });
     }
     let rdev = meta.rdev();
     let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
@@ -58,7 +65,10 @@ fn resolve_in(sys_dev_block: &Path, dev_dir: &Path, path: &Path) -> io::Result<T
     let partition = match std::fs::read_to_string(node.join("partition")) {
         Ok(s) => s.trim().parse::<u32>().map_err(io::Error::other)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Target { disk: path.to_owned(), partition: None });
+            return Ok(Target {
+                disk: path.to_owned(),
+                partition: None,
+            });
         }
         Err(e) => return Err(e),
     };
@@ -68,7 +78,10 @@ fn resolve_in(sys_dev_block: &Path, dev_dir: &Path, path: &Path) -> io::Result<T
         .parent()
         .and_then(|p| p.file_name())
         .ok_or_else(|| io::Error::other(format!("no parent disk for {}", path.display())))?;
-    Ok(Target { disk: dev_dir.join(parent), partition: Some(partition) })
+    Ok(Target {
+        disk: dev_dir.join(parent),
+        partition: Some(partition),
+    })
 }
 
 #[cfg(test)]
@@ -79,7 +92,13 @@ mod tests {
     fn regular_files_pass_through() {
         let f = tempfile::NamedTempFile::new().unwrap();
         let t = resolve(f.path()).unwrap();
-        assert_eq!(t, Target { disk: f.path().to_owned(), partition: None });
+        assert_eq!(
+            t,
+            Target {
+                disk: f.path().to_owned(),
+                partition: None
+            }
+        );
     }
 
     #[test]

@@ -47,7 +47,11 @@ impl FileDisk {
     fn open(path: &Path, write: bool) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(write).open(path)?;
         let block_device = file.metadata()?.file_type().is_block_device();
-        Ok(FileDisk { file, path: path.to_owned(), block_device })
+        Ok(FileDisk {
+            file,
+            path: path.to_owned(),
+            block_device,
+        })
     }
 
     /// The path this disk was opened from.
@@ -141,7 +145,10 @@ pub struct WriteLog<D> {
 impl<D: Disk> WriteLog<D> {
     /// Wraps `inner`.
     pub fn new(inner: D) -> Self {
-        WriteLog { inner, ops: Vec::new() }
+        WriteLog {
+            inner,
+            ops: Vec::new(),
+        }
     }
 
     /// The operations recorded so far.
@@ -161,7 +168,10 @@ impl<D: Disk> Disk for WriteLog<D> {
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.ops.push(LoggedOp::Write { offset, data: buf.to_vec() });
+        self.ops.push(LoggedOp::Write {
+            offset,
+            data: buf.to_vec(),
+        });
         self.inner.write_at(offset, buf)
     }
 
@@ -199,7 +209,16 @@ mod tests {
         let mut d = WriteLog::new(MemDisk(vec![0; 8]));
         d.write_at(0, &[1]).unwrap();
         d.sync().unwrap();
-        assert_eq!(d.ops(), &[LoggedOp::Write { offset: 0, data: vec![1] }, LoggedOp::Sync]);
+        assert_eq!(
+            d.ops(),
+            &[
+                LoggedOp::Write {
+                    offset: 0,
+                    data: vec![1]
+                },
+                LoggedOp::Sync
+            ]
+        );
         assert_eq!(d.into_inner().0[0], 1);
     }
 }

@@ -20,11 +20,17 @@ pub enum Error {
     #[error(
         "GptValidityCheck() returned 2: GPT_ERROR_INVALID_HEADERS (primary header: {primary}; secondary header: {secondary})"
     )]
-    InvalidHeaders { primary: HeaderProblem, secondary: HeaderProblem },
+    InvalidHeaders {
+        primary: HeaderProblem,
+        secondary: HeaderProblem,
+    },
     #[error(
         "GptValidityCheck() returned 3: GPT_ERROR_INVALID_ENTRIES (primary entries: {primary}; secondary entries: {secondary})"
     )]
-    InvalidEntries { primary: EntriesProblem, secondary: EntriesProblem },
+    InvalidEntries {
+        primary: EntriesProblem,
+        secondary: EntriesProblem,
+    },
     #[error("the two GPT copies disagree ({0}); run 'cgpt repair' first")]
     NeedsRepair(Health),
     #[error("invalid partition number: {0}")]
@@ -39,6 +45,10 @@ pub enum Error {
     NothingBootable,
     #[error("no USR partition labelled {0}")]
     NoSlot(&'static str),
+    #[error("label {0:?} is longer than 36 UTF-16 code units")]
+    LabelTooLong(String),
+    #[error("refusing to write an invalid table: {0}")]
+    BadChange(EntriesProblem),
     #[error("read-back after writing found {0}")]
     VerifyFailed(String),
 }

@@ -14,16 +14,48 @@ pub const USR_B_UUID: Uuid = Uuid::from_u128(0xE03DD35C_7C2D_4A47_B3FE_27F15780A
 /// Type aliases with vboot R106's names (what `cgpt show` prints and `-t` accepts),
 /// plus Flatcar's aliases for its own types (accepted by `-t`, as in Flatcar's cgpt).
 const ALIASES: &[(&str, &str, u128)] = &[
-    ("firmware", "ChromeOS firmware", 0xCAB6E88E_ABF3_4102_A07A_D4BB9BE3C1D3),
-    ("kernel", "ChromeOS kernel", 0xFE3A2A5D_4F32_41A7_B725_ACCC3285A309),
-    ("rootfs", "ChromeOS rootfs", 0x3CB8E202_3B7E_47DD_8A3C_7FF2A13CFCEC),
+    (
+        "firmware",
+        "ChromeOS firmware",
+        0xCAB6E88E_ABF3_4102_A07A_D4BB9BE3C1D3,
+    ),
+    (
+        "kernel",
+        "ChromeOS kernel",
+        0xFE3A2A5D_4F32_41A7_B725_ACCC3285A309,
+    ),
+    (
+        "rootfs",
+        "ChromeOS rootfs",
+        0x3CB8E202_3B7E_47DD_8A3C_7FF2A13CFCEC,
+    ),
     ("data", "Linux data", 0x0FC63DAF_8483_4772_8E79_3D69D8477DE4),
-    ("basicdata", "Basic data", 0xEBD0A0A2_B9E5_4433_87C0_68B6B72699C7),
-    ("reserved", "ChromeOS reserved", 0x2E0A753D_9E48_43B0_8337_B15192CB1B5E),
-    ("efi", "EFI System Partition", 0xC12A7328_F81F_11D2_BA4B_00A0C93EC93B),
+    (
+        "basicdata",
+        "Basic data",
+        0xEBD0A0A2_B9E5_4433_87C0_68B6B72699C7,
+    ),
+    (
+        "reserved",
+        "ChromeOS reserved",
+        0x2E0A753D_9E48_43B0_8337_B15192CB1B5E,
+    ),
+    (
+        "efi",
+        "EFI System Partition",
+        0xC12A7328_F81F_11D2_BA4B_00A0C93EC93B,
+    ),
     ("unused", "Unused (nonexistent) partition", 0),
-    ("minios", "ChromeOS miniOS", 0x09845860_705F_4BB5_B16C_8A8A099CAF52),
-    ("hibernate", "ChromeOS hibernate", 0x3F0F8318_F146_4E6B_8222_C28C8F02E0D5),
+    (
+        "minios",
+        "ChromeOS miniOS",
+        0x09845860_705F_4BB5_B16C_8A8A099CAF52,
+    ),
+    (
+        "hibernate",
+        "ChromeOS hibernate",
+        0x3F0F8318_F146_4E6B_8222_C28C8F02E0D5,
+    ),
 ];
 
 /// Flatcar-only aliases: accepted as input, never printed (vboot prints these types as GUIDs).
@@ -60,7 +92,10 @@ pub fn upper(guid: &Uuid) -> String {
 
 /// vboot's display name of a type, if it has one.
 pub fn type_name(guid: &Uuid) -> Option<&'static str> {
-    ALIASES.iter().find(|(_, _, g)| Uuid::from_u128(*g) == *guid).map(|(_, name, _)| *name)
+    ALIASES
+        .iter()
+        .find(|(_, _, g)| Uuid::from_u128(*g) == *guid)
+        .map(|(_, name, _)| *name)
 }
 
 /// Parses a type given as a GUID or alias (`-t` of `cgpt add/find`).
@@ -69,7 +104,12 @@ pub fn parse_type(s: &str) -> Option<Uuid> {
         .iter()
         .find(|(alias, _, _)| *alias == s)
         .map(|(_, _, g)| Uuid::from_u128(*g))
-        .or_else(|| FLATCAR_ALIASES.iter().find(|(a, _)| *a == s).map(|(_, g)| Uuid::from_u128(*g)))
+        .or_else(|| {
+            FLATCAR_ALIASES
+                .iter()
+                .find(|(a, _)| *a == s)
+                .map(|(_, g)| Uuid::from_u128(*g))
+        })
         .or_else(|| parse_guid(s))
 }
 
@@ -83,7 +123,10 @@ pub fn parse_guid(s: &str) -> Option<Uuid> {
 
 /// The alias table as `cgpt add` usage prints it.
 pub fn alias_help() -> String {
-    ALIASES.iter().map(|(a, n, _)| format!("    {a:<11} {n}\n")).collect()
+    ALIASES
+        .iter()
+        .map(|(a, n, _)| format!("    {a:<11} {n}\n"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -94,7 +137,8 @@ mod tests {
     fn mixed_endian_round_trip() {
         // The USR type as it sits on disk (xxd of the reference image).
         let disk = [
-            0xF4, 0xF5, 0xFB, 0x5D, 0x48, 0x28, 0xAC, 0x4B, 0xAA, 0x5E, 0x0D, 0x9A, 0x20, 0xB7, 0x45, 0xA6,
+            0xF4, 0xF5, 0xFB, 0x5D, 0x48, 0x28, 0xAC, 0x4B, 0xAA, 0x5E, 0x0D, 0x9A, 0x20, 0xB7,
+            0x45, 0xA6,
         ];
         assert_eq!(from_disk(&disk), USR_TYPE);
         assert_eq!(to_disk(&USR_TYPE), disk);
@@ -105,9 +149,15 @@ mod tests {
     fn aliases() {
         assert_eq!(parse_type("coreos-usr"), Some(USR_TYPE));
         assert_eq!(parse_type("kernel"), Some(CHROMEOS_KERNEL_TYPE));
-        assert_eq!(parse_type("5dfbf5f4-2848-4bac-aa5e-0d9a20b745a6"), Some(USR_TYPE));
+        assert_eq!(
+            parse_type("5dfbf5f4-2848-4bac-aa5e-0d9a20b745a6"),
+            Some(USR_TYPE)
+        );
         assert_eq!(parse_type("nonsense"), None);
         assert_eq!(type_name(&USR_TYPE), None);
-        assert_eq!(type_name(&Uuid::nil()), Some("Unused (nonexistent) partition"));
+        assert_eq!(
+            type_name(&Uuid::nil()),
+            Some("Unused (nonexistent) partition")
+        );
     }
 }

@@ -228,7 +228,9 @@ impl Header {
     pub fn check(&self, copy: Which, geom: &Geometry) -> Result<(), HeaderProblem> {
         let sig = self.signature();
         if sig != SIGNATURE && sig != CHROMEOS_SIGNATURE {
-            return Err(HeaderProblem::Signature(String::from_utf8_lossy(sig).into_owned()));
+            return Err(HeaderProblem::Signature(
+                String::from_utf8_lossy(sig).into_owned(),
+            ));
         }
         if self.revision() != REVISION {
             return Err(HeaderProblem::Revision(self.revision()));
@@ -239,7 +241,10 @@ impl Header {
         }
         let computed = self.computed_crc();
         if computed != self.header_crc() {
-            return Err(HeaderProblem::Crc { stored: self.header_crc(), computed });
+            return Err(HeaderProblem::Crc {
+                stored: self.header_crc(),
+                computed,
+            });
         }
         if self.reserved() != 0 {
             return Err(HeaderProblem::Reserved(self.reserved()));
@@ -252,7 +257,10 @@ impl Header {
         }
         let expected = geom.header_lba(copy);
         if self.my_lba() != expected {
-            return Err(HeaderProblem::MyLba { found: self.my_lba(), expected });
+            return Err(HeaderProblem::MyLba {
+                found: self.my_lba(),
+                expected,
+            });
         }
         let es = geom.entries_sectors();
         let entries_ok = match copy {

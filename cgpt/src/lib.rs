@@ -13,6 +13,7 @@ pub mod entry;
 pub mod error;
 pub mod guid;
 pub mod header;
+pub mod image;
 pub mod ops;
 pub mod slot;
 pub mod table;

@@ -25,8 +25,13 @@ pub fn prioritize(
     max_priority: Option<u8>,
     friends: bool,
 ) -> Vec<(u32, Attributes)> {
-    let slots: Vec<&Entry> = entries.iter().filter(|e| e.type_guid == *slot_type).collect();
-    let orig_target_prio = target.and_then(|t| slots.iter().find(|e| e.index == t)).map(|e| e.attrs.priority());
+    let slots: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.type_guid == *slot_type)
+        .collect();
+    let orig_target_prio = target
+        .and_then(|t| slots.iter().find(|e| e.index == t))
+        .map(|e| e.attrs.priority());
     // (group priority, member indices), one group per distinct priority.
     let mut groups: Vec<(u8, Vec<u32>)> = Vec::new();
     for e in &slots {
@@ -47,7 +52,11 @@ pub fn prioritize(
     let mut out = Vec::new();
     for (_, members) in &groups {
         for &i in members {
-            let mut a = slots.iter().find(|e| e.index == i).expect("member of slots").attrs;
+            let mut a = slots
+                .iter()
+                .find(|e| e.index == i)
+                .expect("member of slots")
+                .attrs;
             a.set_priority(prio.into()).expect("priority within 1..=15");
             out.push((i, a));
         }
@@ -80,7 +89,8 @@ pub fn choose_next(entries: &[Entry]) -> Result<NextChoice, Error> {
     let entry = best.ok_or(Error::NothingBootable)?.clone();
     let new_attrs = (entry.attrs.tries() > 0).then(|| {
         let mut a = entry.attrs;
-        a.set_tries(u64::from(a.tries() - 1)).expect("smaller tries");
+        a.set_tries(u64::from(a.tries() - 1))
+            .expect("smaller tries");
         a
     });
     Ok(NextChoice { entry, new_attrs })
@@ -153,7 +163,11 @@ mod tests {
             let mut es = vec![usr(3, a, 0, true), usr(4, b, 1, false)];
             let changes = prioritize(&es, &USR_TYPE, target, max, friends);
             apply(&mut es, &changes);
-            assert_eq!(prios(&es), want, "A{a} B{b} target {target:?} -P {max:?} -f {friends}");
+            assert_eq!(
+                prios(&es),
+                want,
+                "A{a} B{b} target {target:?} -P {max:?} -f {friends}"
+            );
         }
     }
 
@@ -170,7 +184,16 @@ mod tests {
     fn grub_gptprio_test_table() {
         // tests/gptprio_test.in of Flatcar's GRUB: A(2)=P3 T3, B(3)=P2 T2, C(4)=P1 T0 S1.
         let mut es = vec![usr(2, 3, 3, false), usr(3, 2, 2, false), usr(4, 1, 0, true)];
-        let want = [(2, 2), (2, 1), (2, 0), (3, 1), (3, 0), (4, 0), (4, 0), (4, 0)];
+        let want = [
+            (2, 2),
+            (2, 1),
+            (2, 0),
+            (3, 1),
+            (3, 0),
+            (4, 0),
+            (4, 0),
+            (4, 0),
+        ];
         for (step, (idx, tries_after)) in want.into_iter().enumerate() {
             let c = choose_next(&es).unwrap();
             assert_eq!(c.entry.index, idx, "step {step}");
@@ -182,16 +205,28 @@ mod tests {
             let e = es.iter().find(|e| e.index == idx).unwrap();
             assert_eq!(e.attrs.tries(), tries_after, "step {step}");
         }
-        let pts: Vec<_> = es.iter().map(|e| (e.attrs.priority(), e.attrs.tries(), e.attrs.successful())).collect();
+        let pts: Vec<_> = es
+            .iter()
+            .map(|e| (e.attrs.priority(), e.attrs.tries(), e.attrs.successful()))
+            .collect();
         assert_eq!(pts, vec![(3, 0, false), (2, 0, false), (1, 0, true)]);
     }
 
     #[test]
     fn next_semantics_edges() {
         // Tie goes to the lowest index.
-        assert_eq!(choose_next(&[usr(3, 2, 0, true), usr(4, 2, 1, false)]).unwrap().entry.index, 3);
+        assert_eq!(
+            choose_next(&[usr(3, 2, 0, true), usr(4, 2, 1, false)])
+                .unwrap()
+                .entry
+                .index,
+            3
+        );
         // Priority 0 never wins, even when successful.
-        assert!(matches!(choose_next(&[usr(3, 0, 0, true)]), Err(Error::NothingBootable)));
+        assert!(matches!(
+            choose_next(&[usr(3, 0, 0, true)]),
+            Err(Error::NothingBootable)
+        ));
         // Tries drop even when successful.
         let c = choose_next(&[usr(4, 2, 3, true)]).unwrap();
         assert_eq!(c.new_attrs.unwrap().tries(), 2);
@@ -206,10 +241,24 @@ mod tests {
     #[test]
     fn find_matches_all_criteria() {
         let es = vec![usr(3, 1, 0, true), usr(4, 2, 1, false)];
-        let q = FindQuery { type_guid: Some(USR_TYPE), label: Some("USR-4".into()), ..Default::default() };
+        let q = FindQuery {
+            type_guid: Some(USR_TYPE),
+            label: Some("USR-4".into()),
+            ..Default::default()
+        };
         let hits: Vec<u32> = find(&es, &q).iter().map(|e| e.index).collect();
         assert_eq!(hits, vec![4]);
-        assert_eq!(find(&es, &FindQuery { type_guid: Some(USR_TYPE), ..Default::default() }).len(), 2);
+        assert_eq!(
+            find(
+                &es,
+                &FindQuery {
+                    type_guid: Some(USR_TYPE),
+                    ..Default::default()
+                }
+            )
+            .len(),
+            2
+        );
     }
 
     fn arb_slot() -> impl Strategy<Value = (u8, u8, bool)> {

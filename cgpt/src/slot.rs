@@ -111,7 +111,11 @@ fn apply_prioritize(gpt: &mut Gpt, index: u32) -> Result<(), Error> {
     Ok(())
 }
 
-fn update<D: Disk>(disk: &mut D, slot: Slot, f: impl FnOnce(&mut Gpt, &SlotState) -> Result<(), Error>) -> Result<bool, Error> {
+fn update<D: Disk>(
+    disk: &mut D,
+    slot: Slot,
+    f: impl FnOnce(&mut Gpt, &SlotState) -> Result<(), Error>,
+) -> Result<bool, Error> {
     let mut gpt = Gpt::read(disk)?;
     // Flatcar's scripts always repair first; so do we, but through the safe writer.
     if !gpt.health().is_clean() {
@@ -125,7 +129,9 @@ fn update<D: Disk>(disk: &mut D, slot: Slot, f: impl FnOnce(&mut Gpt, &SlotState
 
 /// Makes `slot` unbootable before its contents are overwritten: P0 T0 S0.
 pub fn mark_unbootable<D: Disk>(disk: &mut D, slot: Slot) -> Result<bool, Error> {
-    update(disk, slot, |gpt, s| gpt.set_attributes(s.entry.index, s.entry.attrs.with_pts(0, 0, false)?))
+    update(disk, slot, |gpt, s| {
+        gpt.set_attributes(s.entry.index, s.entry.attrs.with_pts(0, 0, false)?)
+    })
 }
 
 /// flatcar-postinst: try `slot` once on the next boot (S0 T1, then prioritize it).

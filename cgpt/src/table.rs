@@ -9,7 +9,10 @@ use crate::attrs::Attributes;
 use crate::disk::Disk;
 use crate::entry::{ATTRS_OFFSET, Entry};
 use crate::error::{EntriesProblem, Error};
-use crate::header::{ENTRIES_BYTES, ENTRY_SIZE, Geometry, Header, HeaderProblem, NUM_ENTRIES, Which};
+use crate::guid;
+use crate::header::{
+    ENTRIES_BYTES, ENTRY_SIZE, Geometry, Header, HeaderProblem, NUM_ENTRIES, Which,
+};
 
 /// Sector sizes probed on image files, in order.
 const PROBE_SECTOR_SIZES: [u64; 2] = [512, 4096];
@@ -88,21 +91,45 @@ pub struct Gpt {
 fn check_entries(entries: &[u8], hdr: &Header) -> Result<(), EntriesProblem> {
     let computed = crc32fast::hash(entries);
     if computed != hdr.entries_crc() {
-        return Err(EntriesProblem::Crc { stored: hdr.entries_crc(), computed });
+        return Err(EntriesProblem::Crc {
+            stored: hdr.entries_crc(),
+            computed,
+        });
     }
-    let used: Vec<Entry> = parse_entries(entries).into_iter().filter(Entry::is_used).collect();
+    check_layout(entries, hdr)
+}
+
+/// The structural half of `CheckEntries` (everything but the CRC).
+fn check_layout(entries: &[u8], hdr: &Header) -> Result<(), EntriesProblem> {
+    let used: Vec<Entry> = parse_entries(entries)
+        .into_iter()
+        .filter(Entry::is_used)
+        .collect();
     for e in &used {
-        if e.first_lba < hdr.first_usable_lba() || e.last_lba > hdr.last_usable_lba() || e.first_lba > e.last_lba {
-            return Err(EntriesProblem::OutsideUsable { index: e.index, first: e.first_lba, last: e.last_lba });
+        if e.first_lba < hdr.first_usable_lba()
+            || e.last_lba > hdr.last_usable_lba()
+            || e.first_lba > e.last_lba
+        {
+            return Err(EntriesProblem::OutsideUsable {
+                index: e.index,
+                first: e.first_lba,
+                last: e.last_lba,
+            });
         }
     }
     for (i, a) in used.iter().enumerate() {
         for b in &used[i + 1..] {
             if a.first_lba <= b.last_lba && b.first_lba <= a.last_lba {
-                return Err(EntriesProblem::Overlap { a: a.index, b: b.index });
+                return Err(EntriesProblem::Overlap {
+                    a: a.index,
+                    b: b.index,
+                });
             }
             if a.unique_guid == b.unique_guid {
-                return Err(EntriesProblem::DuplicateGuid { a: a.index, b: b.index });
+                return Err(EntriesProblem::DuplicateGuid {
+                    a: a.index,
+                    b: b.index,
+                });
             }
         }
     }
@@ -117,20 +144,35 @@ fn parse_entries(entries: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
-fn read_sectors<D: Disk>(disk: &mut D, geom: &Geometry, lba: u64, len: usize, what: &str) -> Result<Vec<u8>, Error> {
+fn read_sectors<D: Disk>(
+    disk: &mut D,
+    geom: &Geometry,
+    lba: u64,
+    len: usize,
+    what: &str,
+) -> Result<Vec<u8>, Error> {
     let mut buf = vec![0u8; len];
-    let offset = lba.checked_mul(geom.sector_size).ok_or(Error::TooSmall(0))?;
-    disk.read_at(offset, &mut buf).map_err(Error::io(format!("reading {what} at LBA {lba}")))?;
+    let offset = lba
+        .checked_mul(geom.sector_size)
+        .ok_or(Error::TooSmall(0))?;
+    disk.read_at(offset, &mut buf)
+        .map_err(Error::io(format!("reading {what} at LBA {lba}")))?;
     Ok(buf)
 }
 
 fn probe_sector_size<D: Disk>(disk: &mut D, len: u64) -> Result<u64, Error> {
-    if let Some(ss) = disk.sector_size().map_err(Error::io("querying the sector size"))? {
+    if let Some(ss) = disk
+        .sector_size()
+        .map_err(Error::io("querying the sector size"))?
+    {
         return Ok(ss);
     }
     for ss in PROBE_SECTOR_SIZES {
         let mut sig = [0u8; 8];
-        if len >= ss * 2 && disk.read_at(ss, &mut sig).is_ok() && (&sig == b"EFI PART" || &sig == b"CHROMEOS") {
+        if len >= ss * 2
+            && disk.read_at(ss, &mut sig).is_ok()
+            && (&sig == b"EFI PART" || &sig == b"CHROMEOS")
+        {
             return Ok(ss);
         }
     }
@@ -143,20 +185,32 @@ impl Gpt {
     pub fn read<D: Disk>(disk: &mut D) -> Result<Gpt, Error> {
         let len = disk.len().map_err(Error::io("reading the disk size"))?;
         let sector_size = probe_sector_size(disk, len)?;
-        let geom = Geometry { sector_size, sectors: len / sector_size };
+        let geom = Geometry {
+            sector_size,
+            sectors: len / sector_size,
+        };
         // PMBR, 2 headers, 2 arrays and at least one usable sector.
         if geom.sectors < 4 + 2 * geom.entries_sectors() {
             return Err(Error::TooSmall(len));
         }
         let ss = sector_size as usize;
         let primary = Header::from_sector(read_sectors(disk, &geom, 1, ss, "the primary header")?);
-        let secondary = Header::from_sector(read_sectors(disk, &geom, geom.last_lba(), ss, "the secondary header")?);
+        let secondary = Header::from_sector(read_sectors(
+            disk,
+            &geom,
+            geom.last_lba(),
+            ss,
+            "the secondary header",
+        )?);
         let mut health = Health {
             primary_header: primary.check(Which::Primary, &geom).err(),
             secondary_header: secondary.check(Which::Secondary, &geom).err(),
             ..Health::default()
         };
-        let (ph_ok, sh_ok) = (health.primary_header.is_none(), health.secondary_header.is_none());
+        let (ph_ok, sh_ok) = (
+            health.primary_header.is_none(),
+            health.secondary_header.is_none(),
+        );
         if !ph_ok && !sh_ok {
             return Err(Error::InvalidHeaders {
                 primary: health.primary_header.unwrap(),
@@ -164,7 +218,11 @@ impl Gpt {
             });
         }
         // A valid primary header bounds its entries LBA; otherwise use the standard place.
-        let p_lba = if ph_ok { primary.entries_lba() } else { geom.default_entries_lba(Which::Primary) };
+        let p_lba = if ph_ok {
+            primary.entries_lba()
+        } else {
+            geom.default_entries_lba(Which::Primary)
+        };
         let p_ent = read_sectors(disk, &geom, p_lba, ENTRIES_BYTES, "the primary entries")?;
         let s_lba = geom.default_entries_lba(Which::Secondary);
         let s_ent = read_sectors(disk, &geom, s_lba, ENTRIES_BYTES, "the secondary entries")?;
@@ -175,7 +233,8 @@ impl Gpt {
         let good_hdr = if ph_ok { &primary } else { &secondary };
         health.primary_entries = check_entries(&p_ent, good_hdr).err();
         health.secondary_entries = check_entries(&s_ent, good_hdr).err();
-        if ph_ok && sh_ok && health.primary_entries.is_some() && health.secondary_entries.is_some() {
+        if ph_ok && sh_ok && health.primary_entries.is_some() && health.secondary_entries.is_some()
+        {
             let p = check_entries(&p_ent, &secondary).err();
             let s = check_entries(&s_ent, &secondary).err();
             if p.is_none() || s.is_none() {
@@ -185,16 +244,32 @@ impl Gpt {
             }
         }
         if let (Some(p), Some(s)) = (&health.primary_entries, &health.secondary_entries) {
-            return Err(Error::InvalidEntries { primary: p.clone(), secondary: s.clone() });
+            return Err(Error::InvalidEntries {
+                primary: p.clone(),
+                secondary: s.clone(),
+            });
         }
         // Both valid but not the same table: the primary wins.
-        if health.primary_header.is_none() && health.secondary_header.is_none() && !primary.same_shared_fields(&secondary)
+        if health.primary_header.is_none()
+            && health.secondary_header.is_none()
+            && !primary.same_shared_fields(&secondary)
         {
             health.secondary_header = Some(HeaderProblem::Mismatch);
         }
-        let original = if health.primary_entries.is_none() { p_ent } else { s_ent };
+        let original = if health.primary_entries.is_none() {
+            p_ent
+        } else {
+            s_ent
+        };
         debug!(%health, sector_size, "read GPT");
-        Ok(Gpt { geom, primary, secondary, health, working: original.clone(), original })
+        Ok(Gpt {
+            geom,
+            primary,
+            secondary,
+            health,
+            working: original.clone(),
+            original,
+        })
     }
 
     /// Sector size and disk length.
@@ -209,7 +284,11 @@ impl Gpt {
 
     /// The header of the copy in use (primary unless it is bad).
     pub fn header(&self) -> &Header {
-        if self.health.primary_header.is_none() { &self.primary } else { &self.secondary }
+        if self.health.primary_header.is_none() {
+            &self.primary
+        } else {
+            &self.secondary
+        }
     }
 
     /// A copy's header as read, whether valid or not.
@@ -227,7 +306,10 @@ impl Gpt {
 
     /// The used entries, in index order.
     pub fn entries(&self) -> Vec<Entry> {
-        self.all_entries().into_iter().filter(Entry::is_used).collect()
+        self.all_entries()
+            .into_iter()
+            .filter(Entry::is_used)
+            .collect()
     }
 
     /// Entry `index` (1-based), used or not.
@@ -236,7 +318,10 @@ impl Gpt {
             return Err(Error::InvalidPartition(index));
         }
         let at = (index as usize - 1) * ENTRY_SIZE as usize;
-        Ok(Entry::parse(index, &self.working[at..at + ENTRY_SIZE as usize]))
+        Ok(Entry::parse(
+            index,
+            &self.working[at..at + ENTRY_SIZE as usize],
+        ))
     }
 
     /// Entry `index`, which must hold a partition.
@@ -253,6 +338,27 @@ impl Gpt {
         self.used_entry(index)?;
         let at = (index as usize - 1) * ENTRY_SIZE as usize + ATTRS_OFFSET;
         self.working[at..at + 8].copy_from_slice(&attrs.0.to_le_bytes());
+        Ok(())
+    }
+
+    /// Replaces every field of a used or unused entry (`cgpt add -t -u -l -b -s`).
+    pub fn set_entry(&mut self, e: &Entry) -> Result<(), Error> {
+        self.entry(e.index)?;
+        let units: Vec<u16> = e.label.encode_utf16().collect();
+        if units.len() > 36 {
+            return Err(Error::LabelTooLong(e.label.clone()));
+        }
+        let at = (e.index as usize - 1) * ENTRY_SIZE as usize;
+        let b = &mut self.working[at..at + ENTRY_SIZE as usize];
+        b[0..16].copy_from_slice(&guid::to_disk(&e.type_guid));
+        b[16..32].copy_from_slice(&guid::to_disk(&e.unique_guid));
+        b[32..40].copy_from_slice(&e.first_lba.to_le_bytes());
+        b[40..48].copy_from_slice(&e.last_lba.to_le_bytes());
+        b[48..56].copy_from_slice(&e.attrs.0.to_le_bytes());
+        b[56..128].fill(0);
+        for (i, u) in units.iter().enumerate() {
+            b[56 + 2 * i..58 + 2 * i].copy_from_slice(&u.to_le_bytes());
+        }
         Ok(())
     }
 
@@ -296,18 +402,23 @@ impl Gpt {
             debug!("GPT unchanged, nothing to write");
             return Ok(false);
         }
+        check_layout(&self.working, self.header()).map_err(Error::BadChange)?;
         let crc = crc32fast::hash(&self.working);
         let p_hdr = self.next_header(Which::Primary, crc);
         let s_hdr = self.next_header(Which::Secondary, crc);
         let ss = self.geom.sector_size;
         let at = |lba: u64| lba * ss;
         let ctx = |what: &str| Error::io(format!("writing {what}"));
-        disk.write_at(at(p_hdr.entries_lba()), &self.working).map_err(ctx("the primary entries"))?;
+        disk.write_at(at(p_hdr.entries_lba()), &self.working)
+            .map_err(ctx("the primary entries"))?;
         disk.sync().map_err(ctx("the primary entries (sync)"))?;
-        disk.write_at(at(1), p_hdr.as_bytes()).map_err(ctx("the primary header"))?;
+        disk.write_at(at(1), p_hdr.as_bytes())
+            .map_err(ctx("the primary header"))?;
         disk.sync().map_err(ctx("the primary header (sync)"))?;
-        disk.write_at(at(s_hdr.entries_lba()), &self.working).map_err(ctx("the secondary entries"))?;
-        disk.write_at(at(self.geom.last_lba()), s_hdr.as_bytes()).map_err(ctx("the secondary header"))?;
+        disk.write_at(at(s_hdr.entries_lba()), &self.working)
+            .map_err(ctx("the secondary entries"))?;
+        disk.write_at(at(self.geom.last_lba()), s_hdr.as_bytes())
+            .map_err(ctx("the secondary header"))?;
         disk.sync().map_err(ctx("the secondary copy (sync)"))?;
         self.verify_written(disk)?;
         info!(entries_crc = format_args!("{crc:#010x}"), "GPT written");
@@ -320,7 +431,9 @@ impl Gpt {
             return Err(Error::VerifyFailed(back.health.to_string()));
         }
         if back.working != self.working {
-            return Err(Error::VerifyFailed("entries that differ from what was written".into()));
+            return Err(Error::VerifyFailed(
+                "entries that differ from what was written".into(),
+            ));
         }
         Ok(())
     }
