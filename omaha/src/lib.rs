@@ -5,7 +5,8 @@
 //! This crate does no I/O. The update agent fills a [`ClientInfo`], builds a
 //! [`Request`], POSTs [`Request::to_xml`] with `Content-Type: text/xml`, and
 //! hands the body (at most [`MAX_RESPONSE_SIZE`] bytes) to
-//! [`parse_update_check`] or [`parse_event_response`].
+//! [`parse_update_check`] or [`parse_event_response`]. The [`server`] module
+//! is the other side, for mock Omaha servers in tests.
 //!
 //! ```
 //! use omaha::{ClientInfo, InstallSource, Request, UpdateCheck};
@@ -31,6 +32,7 @@ mod error;
 pub mod event;
 pub mod request;
 pub mod response;
+pub mod server;
 mod xml;
 
 pub use error::ResponseError;

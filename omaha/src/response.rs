@@ -232,6 +232,22 @@ pub fn parse_event_response(body: &[u8]) -> Result<EventResponse, ResponseError>
 
 /// Size check, UTF-8 check, XML parse, `<response protocol="3.x">`.
 fn parse_root(body: &[u8]) -> Result<Element, ResponseError> {
+    let root = parse_bounded(body)?;
+    if root.name != "response" {
+        return Err(ResponseError::NotAResponse {
+            root: crate::error::quote_cut(&root.name),
+        });
+    }
+    match root.attr("protocol") {
+        Some(p) if p.starts_with("3.") => Ok(root),
+        other => Err(ResponseError::UnsupportedProtocol {
+            found: other.map(crate::error::quote_cut),
+        }),
+    }
+}
+
+/// Size check, UTF-8 check, XML parse into a tree.
+pub(crate) fn parse_bounded(body: &[u8]) -> Result<Element, ResponseError> {
     if body.len() > MAX_RESPONSE_SIZE {
         return Err(ResponseError::TooLarge {
             size: body.len(),
@@ -244,18 +260,7 @@ fn parse_root(body: &[u8]) -> Result<Element, ResponseError> {
     if text.trim().is_empty() {
         return Err(ResponseError::Empty);
     }
-    let root = parse_document(text)?;
-    if root.name != "response" {
-        return Err(ResponseError::NotAResponse {
-            root: crate::error::quote_cut(&root.name),
-        });
-    }
-    match root.attr("protocol") {
-        Some(p) if p.starts_with("3.") => Ok(root),
-        other => Err(ResponseError::UnsupportedProtocol {
-            found: other.map(crate::error::quote_cut),
-        }),
-    }
+    parse_document(text)
 }
 
 /// The first `<app>`, rejecting an `error-*` (any non-`ok`) app status.
