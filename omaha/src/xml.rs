@@ -60,8 +60,7 @@ pub(crate) fn parse_document(input: &str) -> Result<Element, ResponseError> {
             source,
         })?;
         match event {
-            Event::Start(start) | Event::Empty(start) if root.is_some() => {
-                let _ = start;
+            Event::Start(_) | Event::Empty(_) if root.is_some() => {
                 return Err(ResponseError::BadStructure {
                     reason: "more than one root element",
                 });
