@@ -52,8 +52,12 @@ impl Entry {
         !self.type_guid.is_nil()
     }
 
-    /// Size in sectors (0 for an inverted range, which validation rejects).
+    /// Size in sectors; 0 for an unused entry (as cgpt prints it) or an inverted
+    /// range (which validation rejects).
     pub fn sectors(&self) -> u64 {
+        if !self.is_used() {
+            return 0;
+        }
         (self.last_lba + 1).saturating_sub(self.first_lba)
     }
 
