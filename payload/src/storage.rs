@@ -75,6 +75,38 @@ impl Storage for File {
     }
 }
 
+/// In-memory storage that stays readable after it is handed to a `Slot`.
+#[derive(Debug, Clone, Default)]
+pub struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    pub fn new(data: Vec<u8>) -> Self {
+        SharedBuffer(std::sync::Arc::new(std::sync::Mutex::new(data)))
+    }
+    pub fn contents(&self) -> Vec<u8> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<u8>) -> io::Result<T>) -> io::Result<T> {
+        let mut g = self.0.lock().map_err(|_| io::Error::other("poisoned"))?;
+        f(&mut g)
+    }
+}
+
+impl Storage for SharedBuffer {
+    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.with(|v| v.read_exact_at(buf, offset))
+    }
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.with(|v| v.write_all_at(buf, offset))
+    }
+    fn capacity(&mut self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.with(|v| Storage::truncate(v, len))
+    }
+}
+
 fn eof() -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
