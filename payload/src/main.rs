@@ -67,6 +67,9 @@ enum Cmd {
         /// Compressors to try, comma separated (xz,bzip2,zstd).
         #[arg(long, value_delimiter = ',')]
         compressors: Option<Vec<String>>,
+        /// zstd level when zstd is tried.
+        #[arg(long, default_value_t = 19)]
+        zstd_level: i32,
         /// Signing key (repeatable). Without any, the payload is written unsigned.
         #[arg(long = "key")]
         keys: Vec<PathBuf>,
@@ -251,6 +254,7 @@ fn run(cli: Cli) -> Result<()> {
             images,
             major,
             zstd,
+            zstd_level,
             compressors,
             keys,
             version,
@@ -280,6 +284,7 @@ fn run(cli: Cli) -> Result<()> {
                 opts.compressors.push(Compressor::Zstd);
             }
             opts.timestamp = timestamp;
+            opts.zstd_level = zstd_level;
             if version.is_some() || app_id.is_some() || board.is_some() || channel.is_some() {
                 opts.release = Some(ReleaseInfo {
                     version,
