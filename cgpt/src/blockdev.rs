@@ -61,15 +61,30 @@ fn resolve_in(sys_dev_block: &Path, dev_dir: &Path, path: &Path) -> io::Result<T
     }
     let rdev = meta.rdev();
     let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    match resolve_sysfs(sys_dev_block, dev_dir, major, minor)? {
+        Some((disk, partition)) => Ok(Target {
+            disk,
+            partition: Some(partition),
+        }),
+        None => Ok(Target {
+            disk: path.to_owned(),
+            partition: None,
+        }),
+    }
+}
+
+/// For a partition's device number, the whole disk's device node and the
+/// partition number; `None` for a whole disk.
+fn resolve_sysfs(
+    sys_dev_block: &Path,
+    dev_dir: &Path,
+    major: u64,
+    minor: u64,
+) -> io::Result<Option<(PathBuf, u32)>> {
     let node = sys_dev_block.join(format!("{major}:{minor}"));
     let partition = match std::fs::read_to_string(node.join("partition")) {
         Ok(s) => s.trim().parse::<u32>().map_err(io::Error::other)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Target {
-                disk: path.to_owned(),
-                partition: None,
-            });
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     // .../block/sda/sda4 -> the parent directory names the whole disk.
@@ -77,11 +92,8 @@ fn resolve_in(sys_dev_block: &Path, dev_dir: &Path, path: &Path) -> io::Result<T
     let parent = real
         .parent()
         .and_then(|p| p.file_name())
-        .ok_or_else(|| io::Error::other(format!("no parent disk for {}", path.display())))?;
-    Ok(Target {
-        disk: dev_dir.join(parent),
-        partition: Some(partition),
-    })
+        .ok_or_else(|| io::Error::other(format!("no parent disk for {major}:{minor}")))?;
+    Ok(Some((dev_dir.join(parent), partition)))
 }
 
 #[cfg(test)]
@@ -99,6 +111,25 @@ mod tests {
                 partition: None
             }
         );
+    }
+
+    #[test]
+    fn partition_numbers_come_from_sysfs() {
+        // A fake sysfs: 259:4 is nvme0n1p4, partition 4 of nvme0n1; 259:0 the disk.
+        let root = tempfile::tempdir().unwrap();
+        let devices = root.path().join("devices/pci0/nvme/nvme0/nvme0n1");
+        std::fs::create_dir_all(devices.join("nvme0n1p4")).unwrap();
+        std::fs::write(devices.join("nvme0n1p4/partition"), "4\n").unwrap();
+        let by_num = root.path().join("dev/block");
+        std::fs::create_dir_all(&by_num).unwrap();
+        std::os::unix::fs::symlink(devices.join("nvme0n1p4"), by_num.join("259:4")).unwrap();
+        std::os::unix::fs::symlink(&devices, by_num.join("259:0")).unwrap();
+        let dev = Path::new("/dev");
+        assert_eq!(
+            resolve_sysfs(&by_num, dev, 259, 4).unwrap(),
+            Some((PathBuf::from("/dev/nvme0n1"), 4))
+        );
+        assert_eq!(resolve_sysfs(&by_num, dev, 259, 0).unwrap(), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub trait Disk {
     /// A write barrier: everything written before has reached stable storage.
     fn sync(&mut self) -> io::Result<()>;
     /// Length in bytes.
-    fn len(&mut self) -> io::Result<u64>;
+    fn size_bytes(&mut self) -> io::Result<u64>;
     /// The logical sector size if the medium reports one (block devices); `None`
     /// means "an image file: probe 512, then 4096".
     fn sector_size(&mut self) -> io::Result<Option<u64>> {
@@ -74,7 +74,7 @@ impl Disk for FileDisk {
         self.file.sync_data()
     }
 
-    fn len(&mut self) -> io::Result<u64> {
+    fn size_bytes(&mut self) -> io::Result<u64> {
         if self.block_device {
             blockdev::size_bytes(&self.file)
         } else {
@@ -120,7 +120,7 @@ impl Disk for MemDisk {
         Ok(())
     }
 
-    fn len(&mut self) -> io::Result<u64> {
+    fn size_bytes(&mut self) -> io::Result<u64> {
         Ok(self.0.len() as u64)
     }
 }
@@ -180,8 +180,8 @@ impl<D: Disk> Disk for WriteLog<D> {
         self.inner.sync()
     }
 
-    fn len(&mut self) -> io::Result<u64> {
-        self.inner.len()
+    fn size_bytes(&mut self) -> io::Result<u64> {
+        self.inner.size_bytes()
     }
 
     fn sector_size(&mut self) -> io::Result<Option<u64>> {

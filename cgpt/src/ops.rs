@@ -44,7 +44,7 @@ pub fn prioritize(
             None => groups.push((p, vec![e.index])),
         }
     }
-    groups.sort_by(|a, b| b.0.cmp(&a.0));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.0));
     if groups.last().is_some_and(|(p, _)| *p == 0) {
         groups.pop();
     }
@@ -149,7 +149,8 @@ mod tests {
     #[test]
     fn prioritize_reference_table() {
         // (A prio, B prio, target, -P, -f) -> (A, B); observed with Flatcar's cgpt.
-        let rows: &[(u8, u8, Option<u32>, Option<u8>, bool, [u8; 2])] = &[
+        type Row = (u8, u8, Option<u32>, Option<u8>, bool, [u8; 2]);
+        let rows: &[Row] = &[
             (1, 0, Some(4), None, false, [1, 2]),
             (2, 2, Some(4), None, false, [1, 2]),
             (15, 15, Some(4), None, false, [1, 2]),

@@ -167,12 +167,18 @@ fn probe_sector_size<D: Disk>(disk: &mut D, len: u64) -> Result<u64, Error> {
     {
         return Ok(ss);
     }
-    for ss in PROBE_SECTOR_SIZES {
+    let is_header = |disk: &mut D, at: u64| {
         let mut sig = [0u8; 8];
-        if len >= ss * 2
-            && disk.read_at(ss, &mut sig).is_ok()
-            && (&sig == b"EFI PART" || &sig == b"CHROMEOS")
-        {
+        disk.read_at(at, &mut sig).is_ok() && (&sig == b"EFI PART" || &sig == b"CHROMEOS")
+    };
+    // The primary header at LBA 1 tells first; a damaged primary leaves the backup at the end.
+    for ss in PROBE_SECTOR_SIZES {
+        if len >= ss * 2 && is_header(disk, ss) {
+            return Ok(ss);
+        }
+    }
+    for ss in PROBE_SECTOR_SIZES {
+        if len >= ss * 2 && len % ss == 0 && is_header(disk, len - ss) {
             return Ok(ss);
         }
     }
@@ -183,7 +189,9 @@ impl Gpt {
     /// Reads and checks both copies. Fails only when no usable table is left (both
     /// headers or both entry arrays invalid); a single bad copy shows in [`Gpt::health`].
     pub fn read<D: Disk>(disk: &mut D) -> Result<Gpt, Error> {
-        let len = disk.len().map_err(Error::io("reading the disk size"))?;
+        let len = disk
+            .size_bytes()
+            .map_err(Error::io("reading the disk size"))?;
         let sector_size = probe_sector_size(disk, len)?;
         let geom = Geometry {
             sector_size,

@@ -109,3 +109,25 @@ fn slot_verbs_repair_first_then_change() {
     );
     assert_eq!(sha(&img), before);
 }
+
+#[test]
+fn a_4096_byte_sector_image_with_a_broken_primary_is_found_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("4k.img");
+    let layout = cgpt::image::Layout::flatcar(16);
+    cgpt::image::create(&img, layout.disk_bytes(16), 4096, &layout).unwrap();
+    let good = std::fs::read(&img).unwrap();
+    let mut bad = good.clone();
+    bad[4096..4104].fill(0); // wipe the primary signature: the probe must use the backup
+    std::fs::write(&img, &bad).unwrap();
+    let mut disk = FileDisk::open_rw(&img).unwrap();
+    let gpt = cgpt::Gpt::read(&mut disk).unwrap();
+    assert_eq!(gpt.geometry().sector_size, 4096);
+    assert!(gpt.health().primary_header.is_some() && gpt.health().secondary_header.is_none());
+    assert_eq!(
+        gpt.repair(&mut disk).unwrap(),
+        vec!["Primary Header is updated."]
+    );
+    drop(disk);
+    assert_eq!(std::fs::read(&img).unwrap(), good);
+}

@@ -127,11 +127,10 @@ fn warn_health(gpt: &Gpt) {
     eprintln!("WARNING: One of the GPT headers/entries is invalid ({h})\n");
 }
 
-fn positional(parser: &mut lexopt::Parser, slot: &mut Option<OsString>, v: OsString) -> Result<()> {
+fn positional(slot: &mut Option<OsString>, v: OsString) -> Result<()> {
     if slot.replace(v).is_some() {
         return Err(UsageError("too many arguments".into()).into());
     }
-    let _ = parser;
     Ok(())
 }
 
@@ -151,7 +150,7 @@ fn cmd_show(mut p: lexopt::Parser) -> Result<ExitCode> {
                 o.field = Some(c)
             }
             Short('h') => return help(usage::SHOW),
-            Value(v) => positional(&mut p, &mut drv, v)?,
+            Value(v) => positional(&mut drv, v)?,
             other => return Err(UsageError::from(other.unexpected()).into()),
         }
     }
@@ -206,7 +205,7 @@ fn cmd_add(mut p: lexopt::Parser) -> Result<ExitCode> {
             Short('B') => o.legacy_boot = Some(num_in('B', p.value()?, 0, 1)?),
             Short('A') => o.raw = Some(num_in('A', p.value()?, 0, 0xffff)?),
             Short('h') => return help(&usage::add()),
-            Value(v) => positional(&mut p, &mut drv, v)?,
+            Value(v) => positional(&mut drv, v)?,
             other => return Err(UsageError::from(other.unexpected()).into()),
         }
     }
@@ -297,7 +296,7 @@ fn cmd_prioritize(mut p: lexopt::Parser) -> Result<ExitCode> {
             Short('P') => max = Some(num_in('P', p.value()?, 1, 15)? as u8),
             Short('f') => friends = true,
             Short('h') => return help(usage::PRIORITIZE),
-            Value(v) => positional(&mut p, &mut drv, v)?,
+            Value(v) => positional(&mut drv, v)?,
             other => return Err(UsageError::from(other.unexpected()).into()),
         }
     }
@@ -335,7 +334,7 @@ fn cmd_next(mut p: lexopt::Parser) -> Result<ExitCode> {
     while let Some(arg) = p.next()? {
         match arg {
             Short('h') => return help(usage::NEXT),
-            Value(v) => positional(&mut p, &mut drv, v)?,
+            Value(v) => positional(&mut drv, v)?,
             other => return Err(UsageError::from(other.unexpected()).into()),
         }
     }
@@ -358,7 +357,7 @@ fn cmd_find(mut p: lexopt::Parser) -> Result<ExitCode> {
             Short('1') => one = true,
             Short('v') => verbose = true,
             Short('h') => return help(usage::FIND),
-            Value(v) => positional(&mut p, &mut drv, v)?,
+            Value(v) => positional(&mut drv, v)?,
             other => return Err(UsageError::from(other.unexpected()).into()),
         }
     }
@@ -410,7 +409,7 @@ fn cmd_repair(mut p: lexopt::Parser) -> Result<ExitCode> {
         match arg {
             Short('v') => verbose = true,
             Short('h') => return help(usage::REPAIR),
-            Value(v) => positional(&mut p, &mut drv, v)?,
+            Value(v) => positional(&mut drv, v)?,
             other => return Err(UsageError::from(other.unexpected()).into()),
         }
     }
