@@ -1,1 +1,17 @@
-//! The update agent.
+//! The on-node A/B update agent: a drop-in replacement for Flatcar's
+//! update_engine.
+//!
+//! Pure policy lives in [`fsm`] (the status state machine) and [`schedule`]
+//! (check timing and backoff); I/O lives in [`config`] (Flatcar's
+//! `update.conf` lookup and the agent's TOML settings), [`prefs`] (the
+//! update_engine prefs directory) and [`omaha_client`] (the HTTP client).
+
+pub mod config;
+pub mod fsm;
+mod fsutil;
+pub mod http;
+pub mod omaha_client;
+pub mod prefs;
+pub mod schedule;
+
+pub use fsutil::write_atomic;

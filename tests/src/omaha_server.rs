@@ -1,0 +1,638 @@
+//! An in-process Omaha and payload server for integration tests.
+//!
+//! It binds `127.0.0.1:0`, answers update checks from a script of
+//! [`Reply`]s, answers event and ping requests with Nebraska's `ok`, serves
+//! payload files with HTTP `Range` support (optionally cutting the
+//! connection after N body bytes), and records every request.
+//!
+//! Why a small hand-written HTTP/1.1 server on tokio's TCP instead of
+//! hyper/axum: the tests need to misbehave on the wire in ways a framework
+//! hides or forbids: send a `Content-Length` and then close early, stream
+//! 100 MB without a length, stall before answering, or hang up without a
+//! status line. Every response is `Connection: close`, which keeps the
+//! server to ~300 lines with no extra dependencies.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use omaha::{
+    Package, PostinstallAction, RequestKind, UpdateCheck, UpdateCheckResponse, UpdateInfo,
+};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Largest request head or body the server accepts.
+const MAX_REQUEST: usize = 4 * 1024 * 1024;
+
+/// An update to offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateSpec {
+    /// `manifest@version`.
+    pub version: String,
+    /// Codebases (`url@codebase`), in order.
+    pub codebases: Vec<String>,
+    /// `package@name`.
+    pub name: String,
+    /// `package@size`.
+    pub size: u64,
+    /// `action@sha256` (raw).
+    pub sha256: [u8; 32],
+    /// `DisablePayloadBackoff="true"`.
+    pub disable_payload_backoff: bool,
+    /// `updatecheck@PollInterval`.
+    pub poll_interval: Option<u32>,
+}
+
+impl UpdateSpec {
+    /// An update whose size and hash match `payload`, served from
+    /// `codebase` (e.g. [`OmahaServer::files_url`]).
+    pub fn for_payload(version: &str, codebase: &str, name: &str, payload: &[u8]) -> Self {
+        Self {
+            version: version.into(),
+            codebases: vec![codebase.into()],
+            name: name.into(),
+            size: payload.len() as u64,
+            sha256: Sha256::digest(payload).into(),
+            disable_payload_backoff: true,
+            poll_interval: None,
+        }
+    }
+
+    fn to_response(&self, app_id: Option<String>) -> UpdateCheckResponse {
+        UpdateCheckResponse {
+            server: Some("nebraska".into()),
+            app_id,
+            poll_interval: self.poll_interval,
+            outcome: UpdateCheck::Update(Box::new(UpdateInfo {
+                version: self.version.clone(),
+                urls: self.codebases.clone(),
+                payload: Package {
+                    name: self.name.clone(),
+                    size: self.size,
+                    sha1: None,
+                    sha256: None,
+                    required: true,
+                },
+                extra_packages: Vec::new(),
+                postinstall: PostinstallAction {
+                    sha256: self.sha256,
+                    disable_payload_backoff: self.disable_payload_backoff,
+                    is_delta_payload: false,
+                    max_failure_count_per_url: omaha::response::DEFAULT_MAX_FAILURE_COUNT_PER_URL,
+                    needs_admin: None,
+                    other_attributes: Default::default(),
+                },
+                is_floor: false,
+                floor_reason: None,
+                is_target: false,
+                ignored_manifests: 0,
+            })),
+        }
+    }
+}
+
+/// One scripted answer to an update check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `updatecheck status="noupdate"`.
+    NoUpdate,
+    /// `noupdate` with `PollInterval`.
+    NoUpdateWithPollInterval(u32),
+    /// An update.
+    Update(UpdateSpec),
+    /// This body, verbatim, with status 200.
+    Xml(String),
+    /// This status and an empty body.
+    Status(u16),
+    /// Wait, then answer.
+    Delay(Duration, Box<Reply>),
+    /// A redirect (`status`, e.g. 302) to `location`.
+    Redirect {
+        /// 301/302/303/307/308.
+        status: u16,
+        /// `Location`.
+        location: String,
+    },
+    /// A 200 with `size` bytes of body; with `content_length` the length is
+    /// declared up front, otherwise the body just streams until closed.
+    Huge {
+        /// Bytes to send.
+        size: u64,
+        /// Send `Content-Length`.
+        content_length: bool,
+    },
+    /// Close the connection without any answer.
+    Hangup,
+}
+
+/// A recorded request.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Header names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// For a POST: the body parsed by `omaha::server::parse_request`.
+    pub omaha: Option<Result<omaha::Request, String>>,
+}
+
+impl RecordedRequest {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The parsed Omaha request; panics if this was not one.
+    pub fn omaha_request(&self) -> &omaha::Request {
+        match &self.omaha {
+            Some(Ok(r)) => r,
+            other => panic!(
+                "{} {} is not an Omaha request: {other:?}",
+                self.method, self.path
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ServedFile {
+    data: Arc<Vec<u8>>,
+    /// Cut the body after this many bytes…
+    cut_after: Option<u64>,
+    /// …for this many more responses.
+    cuts_left: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    replies: VecDeque<Reply>,
+    requests: Vec<RecordedRequest>,
+    files: HashMap<String, ServedFile>,
+    huge_bytes_sent: u64,
+}
+
+/// The server. Dropping it stops accepting connections.
+#[derive(Debug)]
+pub struct OmahaServer {
+    addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for OmahaServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl OmahaServer {
+    /// Path update checks are expected on (any POST path works).
+    pub const UPDATE_PATH: &'static str = "/v1/update/";
+
+    /// Binds 127.0.0.1 on a free port and starts serving on the current
+    /// tokio runtime.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    // Errors only mean the client went away.
+                    let _ = handle(stream, s).await;
+                });
+            }
+        });
+        Self { addr, shared, task }
+    }
+
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The update URL to put in `SERVER`.
+    pub fn update_url(&self) -> String {
+        format!("{}{}", self.base_url(), Self::UPDATE_PATH)
+    }
+
+    /// A codebase under which [`OmahaServer::serve_file`] files are found.
+    pub fn files_url(&self) -> String {
+        format!("{}/files/", self.base_url())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an answer for the next update check. When the queue is empty
+    /// checks get `noupdate`.
+    pub fn push(&self, reply: Reply) -> &Self {
+        self.lock().replies.push_back(reply);
+        self
+    }
+
+    /// Serves `data` at `/files/{name}` (GET and HEAD, with `Range`).
+    pub fn serve_file(&self, name: &str, data: Vec<u8>) {
+        self.lock().files.insert(
+            format!("/files/{name}"),
+            ServedFile {
+                data: Arc::new(data),
+                cut_after: None,
+                cuts_left: 0,
+            },
+        );
+    }
+
+    /// The next `times` responses for `/files/{name}` declare the full
+    /// length but close the connection after `bytes` body bytes.
+    pub fn cut_file_after(&self, name: &str, bytes: u64, times: usize) {
+        let mut s = self.lock();
+        let f = s
+            .files
+            .get_mut(&format!("/files/{name}"))
+            .expect("serve_file first");
+        f.cut_after = Some(bytes);
+        f.cuts_left = times;
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// Scripted answers not used yet.
+    pub fn pending_replies(&self) -> usize {
+        self.lock().replies.len()
+    }
+
+    /// Body bytes written for [`Reply::Huge`] answers so far.
+    pub fn huge_bytes_sent(&self) -> u64 {
+        self.lock().huge_bytes_sent
+    }
+}
+
+struct Head {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<(Head, Vec<u8>)>> {
+    let mut buf = Vec::with_capacity(4096);
+    let head_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos;
+        }
+        if buf.len() > MAX_REQUEST {
+            return Ok(None);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_string();
+    let path = first.next().unwrap_or_default().to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+        .min(MAX_REQUEST);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        let mut chunk = vec![0u8; (len - body.len()).min(65536)];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(len);
+    Ok(Some((
+        Head {
+            method,
+            path,
+            headers,
+        },
+        body,
+    )))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        404 => "Not Found",
+        416 => "Range Not Satisfiable",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+async fn write_head(
+    stream: &mut TcpStream,
+    status: u16,
+    headers: &[(&str, String)],
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nConnection: close\r\n",
+        reason(status)
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    write_head(
+        stream,
+        status,
+        &[
+            ("Content-Type", content_type.to_string()),
+            ("Content-Length", body.len().to_string()),
+        ],
+    )
+    .await?;
+    stream.write_all(body).await?;
+    stream.shutdown().await
+}
+
+async fn handle(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) -> std::io::Result<()> {
+    let Some((head, body)) = read_request(&mut stream).await? else {
+        return Ok(());
+    };
+    let omaha = (head.method == "POST")
+        .then(|| omaha::server::parse_request(&body).map_err(|e| e.to_string()));
+    let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
+    lock().requests.push(RecordedRequest {
+        method: head.method.clone(),
+        path: head.path.clone(),
+        headers: head.headers.clone(),
+        body: body.clone(),
+        omaha: omaha.clone(),
+    });
+
+    if head.method == "GET" || head.method == "HEAD" {
+        let file = lock().files.get_mut(&head.path).map(|f| {
+            let cut = if f.cuts_left > 0 {
+                f.cuts_left -= 1;
+                f.cut_after
+            } else {
+                None
+            };
+            (f.data.clone(), cut)
+        });
+        return match file {
+            Some((data, cut)) => serve_file(&mut stream, &head, &data, cut).await,
+            None => respond(&mut stream, 404, "text/plain", b"not found").await,
+        };
+    }
+    if head.method != "POST" {
+        return respond(&mut stream, 400, "text/plain", b"bad method").await;
+    }
+
+    let request = omaha.and_then(Result::ok);
+    let reply = match &request {
+        Some(r) if !matches!(r.kind, RequestKind::UpdateCheck { .. }) => {
+            // Events and pings are answered automatically.
+            let xml = match r.kind {
+                RequestKind::Ping => ping_response_xml(&r.client.app_id),
+                _ => omaha::server::event_response_xml(&r.client.app_id),
+            };
+            Reply::Xml(xml)
+        }
+        _ => lock().replies.pop_front().unwrap_or(Reply::NoUpdate),
+    };
+    answer(&mut stream, reply, request.as_ref(), &shared).await
+}
+
+fn ping_response_xml(app_id: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<response protocol=\"3.0\" server=\"nebraska\"><daystart elapsed_seconds=\"0\"></daystart><app appid=\"{app_id}\" status=\"ok\"><ping status=\"ok\"></ping></app></response>"
+    )
+}
+
+async fn answer(
+    stream: &mut TcpStream,
+    mut reply: Reply,
+    request: Option<&omaha::Request>,
+    shared: &Arc<Mutex<Shared>>,
+) -> std::io::Result<()> {
+    while let Reply::Delay(d, inner) = reply {
+        tokio::time::sleep(d).await;
+        reply = *inner;
+    }
+    let app_id = request.map(|r| r.client.app_id.clone());
+    let echo = request
+        .map(omaha::server::Echo::for_request)
+        .unwrap_or_default();
+    let xml = |resp: UpdateCheckResponse| omaha::server::update_check_response_xml(&resp, echo);
+    match reply {
+        Reply::NoUpdate | Reply::NoUpdateWithPollInterval(_) => {
+            let poll_interval = match reply {
+                Reply::NoUpdateWithPollInterval(p) => Some(p),
+                _ => None,
+            };
+            let body = xml(UpdateCheckResponse {
+                server: Some("nebraska".into()),
+                app_id,
+                poll_interval,
+                outcome: UpdateCheck::NoUpdate,
+            });
+            respond(stream, 200, "text/xml", body.as_bytes()).await
+        }
+        Reply::Update(spec) => {
+            let body = xml(spec.to_response(app_id));
+            respond(stream, 200, "text/xml", body.as_bytes()).await
+        }
+        Reply::Xml(body) => respond(stream, 200, "text/xml", body.as_bytes()).await,
+        Reply::Status(status) => respond(stream, status, "text/plain", b"").await,
+        Reply::Redirect { status, location } => {
+            write_head(
+                stream,
+                status,
+                &[("Location", location), ("Content-Length", "0".into())],
+            )
+            .await?;
+            stream.shutdown().await
+        }
+        Reply::Huge {
+            size,
+            content_length,
+        } => {
+            let mut headers = vec![("Content-Type", "text/xml".to_string())];
+            if content_length {
+                headers.push(("Content-Length", size.to_string()));
+            }
+            write_head(stream, 200, &headers).await?;
+            let chunk = vec![b' '; 64 * 1024];
+            let mut sent = 0u64;
+            stream.write_all(b"<response>").await?;
+            while sent < size {
+                let n = (size - sent).min(chunk.len() as u64) as usize;
+                stream.write_all(&chunk[..n]).await?;
+                sent += n as u64;
+                shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .huge_bytes_sent += n as u64;
+            }
+            stream.shutdown().await
+        }
+        Reply::Hangup => Ok(()),
+        Reply::Delay(..) => unreachable!("unwrapped above"),
+    }
+}
+
+/// Parses a single `bytes=` range against `len`: `Ok(None)` for no/ignored
+/// header, `Err(())` when unsatisfiable.
+fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // multi-range: answer with the whole file
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len.checked_sub(1).ok_or(())?)
+        }
+        (s, "") => (s.parse().map_err(|_| ())?, len.checked_sub(1).ok_or(())?),
+        (s, e) => {
+            let s: u64 = s.parse().map_err(|_| ())?;
+            let e: u64 = e.parse().map_err(|_| ())?;
+            (s, e.min(len.saturating_sub(1)))
+        }
+    };
+    if start >= len || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+async fn serve_file(
+    stream: &mut TcpStream,
+    head: &Head,
+    data: &[u8],
+    cut: Option<u64>,
+) -> std::io::Result<()> {
+    let len = data.len() as u64;
+    let range = head
+        .headers
+        .iter()
+        .find(|(k, _)| k == "range")
+        .map(|(_, v)| v.as_str());
+    let (status, start, end, mut headers) = match parse_range(range, len) {
+        Ok(None) => (200, 0, len, vec![]),
+        Ok(Some((s, e))) => (
+            206,
+            s,
+            e + 1,
+            vec![("Content-Range", format!("bytes {s}-{e}/{len}"))],
+        ),
+        Err(()) => {
+            write_head(
+                stream,
+                416,
+                &[
+                    ("Content-Range", format!("bytes */{len}")),
+                    ("Content-Length", "0".into()),
+                ],
+            )
+            .await?;
+            return stream.shutdown().await;
+        }
+    };
+    headers.push(("Content-Length", (end - start).to_string()));
+    headers.push(("Accept-Ranges", "bytes".into()));
+    headers.push(("Content-Type", "application/octet-stream".into()));
+    write_head(stream, status, &headers).await?;
+    if head.method == "HEAD" {
+        return stream.shutdown().await;
+    }
+    let body = &data[start as usize..end as usize];
+    let body = match cut {
+        Some(n) => &body[..(n as usize).min(body.len())],
+        None => body,
+    };
+    stream.write_all(body).await?;
+    stream.flush().await?;
+    // On a cut, drop the connection without a clean shutdown of the body.
+    if cut.is_none() {
+        stream.shutdown().await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-4"), 10), Ok(Some((0, 4))));
+        assert_eq!(parse_range(Some("bytes=5-"), 10), Ok(Some((5, 9))));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Ok(Some((7, 9))));
+        assert_eq!(parse_range(Some("bytes=-30"), 10), Ok(Some((0, 9))));
+        assert_eq!(parse_range(Some("bytes=8-100"), 10), Ok(Some((8, 9))));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=5-4"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=x-"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Ok(None));
+        assert_eq!(parse_range(Some("items=0-1"), 10), Ok(None));
+    }
+}

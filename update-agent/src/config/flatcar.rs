@@ -1,0 +1,387 @@
+//! Flatcar's configuration lookup and node identity, read the way
+//! update_engine reads them (`omaha_request_params.cc`), re-read on every
+//! check so edits apply without a restart.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::Root;
+use crate::fsutil;
+use crate::prefs::{self, Prefs};
+
+/// Admin override, searched first.
+pub const ETC_UPDATE_CONF: &str = "/etc/flatcar/update.conf";
+/// Image-provided `SERVER`/`GROUP`, searched second.
+pub const USR_UPDATE_CONF: &str = "/usr/share/flatcar/update.conf";
+/// Image release file (`FLATCAR_RELEASE_*`), searched last.
+pub const RELEASE_FILE: &str = "/usr/share/flatcar/release";
+/// The files searched for a key, in order; the first file holding the key
+/// wins.
+pub const CONF_FILES: [&str; 3] = [ETC_UPDATE_CONF, USR_UPDATE_CONF, RELEASE_FILE];
+/// OEM release files, in order. update_engine reads the first two; current
+/// Flatcar mounts the OEM partition at `/oem` (with `/usr/share/oem` pointing
+/// there), so `/oem/oem-release` is tried last as well.
+pub const OEM_RELEASE_FILES: [&str; 3] = [
+    "/etc/oem-release",
+    "/usr/share/oem/oem-release",
+    "/oem/oem-release",
+];
+/// systemd machine id.
+pub const MACHINE_ID_FILE: &str = "/etc/machine-id";
+/// Kernel boot id.
+pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
+/// The public update server, used when `SERVER` is not set.
+pub const DEFAULT_SERVER: &str = "https://public.update.flatcar-linux.net/v1/update/";
+/// `SERVER=disabled` is the documented way to turn updates off.
+pub const SERVER_DISABLED: &str = "disabled";
+
+/// Why reading the Flatcar configuration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FlatcarConfigError {
+    /// A file exists but cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing `/etc/flatcar/update.conf` failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A value cannot be written to update.conf.
+    #[error("invalid {key} value {value:?}: {reason}")]
+    InvalidValue {
+        /// The key.
+        key: &'static str,
+        /// The rejected value.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl FlatcarConfigError {
+    /// A stable, machine-readable name for the failure class.
+    pub fn error_kind(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "config_read",
+            Self::Write { .. } => "config_write",
+            Self::InvalidValue { .. } => "config_invalid_value",
+        }
+    }
+}
+
+/// Parses update_engine's key-value format (`simple_key_value_store.cc`):
+/// lines split on `\n` and the first `=`; no trimming and no comments; lines
+/// without `=` are skipped; one pair of surrounding `"…"` or `'…'` is
+/// stripped from the value (Flatcar#1209). Later duplicates win within a file.
+pub fn parse_key_values(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.split('\n') {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = unquote(value);
+        if let Some(slot) = out.iter_mut().find(|(k, _)| k == key) {
+            slot.1 = value.to_string();
+        } else {
+            out.push((key.to_string(), value.to_string()));
+        }
+    }
+    out
+}
+
+fn unquote(value: &str) -> &str {
+    for q in ['"', '\''] {
+        if value.len() >= 2 && value.starts_with(q) && value.ends_with(q) {
+            return &value[1..value.len() - 1];
+        }
+    }
+    value
+}
+
+fn read_file(path: &Path) -> Result<Option<String>, FlatcarConfigError> {
+    fsutil::read_optional(path).map_err(|source| FlatcarConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The three-file lookup of `update.conf` keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlatcarConfig {
+    /// Each file that exists, in search order, with its pairs.
+    files: Vec<(PathBuf, Vec<(String, String)>)>,
+}
+
+impl FlatcarConfig {
+    /// Reads [`CONF_FILES`] under `root`. Missing files are skipped; a file
+    /// that exists but cannot be read is an error (silently falling back to
+    /// the public server would be worse).
+    pub fn load(root: &Root) -> Result<Self, FlatcarConfigError> {
+        let mut files = Vec::new();
+        for name in CONF_FILES {
+            let path = root.join(name);
+            if let Some(text) = read_file(&path)? {
+                files.push((path, parse_key_values(&text)));
+            }
+        }
+        Ok(Self { files })
+    }
+
+    /// Builds a lookup from in-memory file contents, in search order.
+    pub fn from_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            files: texts
+                .into_iter()
+                .map(|t| (PathBuf::new(), parse_key_values(t)))
+                .collect(),
+        }
+    }
+
+    /// The value of `key` from the first file that has it.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.files.iter().find_map(|(_, pairs)| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        })
+    }
+
+    /// The file `key` was taken from (for logs).
+    pub fn source_of(&self, key: &str) -> Option<&Path> {
+        self.files
+            .iter()
+            .find(|(_, pairs)| pairs.iter().any(|(k, _)| k == key))
+            .map(|(p, _)| p.as_path())
+    }
+
+    fn get_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.get(key).unwrap_or(default)
+    }
+
+    /// `GROUP`, default `stable`. An empty value counts as unset.
+    pub fn group(&self) -> &str {
+        match self.get("GROUP") {
+            Some(g) if !g.is_empty() => g,
+            _ => omaha::DEFAULT_TRACK,
+        }
+    }
+
+    /// `SERVER`, default [`DEFAULT_SERVER`]. An empty value counts as unset.
+    pub fn server(&self) -> &str {
+        match self.get("SERVER") {
+            Some(s) if !s.is_empty() => s,
+            _ => DEFAULT_SERVER,
+        }
+    }
+
+    /// Whether `SERVER=disabled`.
+    pub fn updates_disabled(&self) -> bool {
+        self.server() == SERVER_DISABLED
+    }
+
+    /// `MACHINE_ALIAS`, default "".
+    pub fn machine_alias(&self) -> &str {
+        self.get_or("MACHINE_ALIAS", "")
+    }
+
+    /// `DOWNLOAD_USER`/`DOWNLOAD_PASSWORD` when the user is set. Callers
+    /// must only send them over HTTPS.
+    pub fn download_credentials(&self) -> Option<(&str, &str)> {
+        match self.get("DOWNLOAD_USER") {
+            Some(user) if !user.is_empty() => Some((user, self.get_or("DOWNLOAD_PASSWORD", ""))),
+            _ => None,
+        }
+    }
+
+    /// `FLATCAR_RELEASE_VERSION`, default "".
+    pub fn version(&self) -> &str {
+        self.get_or("FLATCAR_RELEASE_VERSION", "")
+    }
+
+    /// `FLATCAR_RELEASE_BOARD`, default "".
+    pub fn board(&self) -> &str {
+        self.get_or("FLATCAR_RELEASE_BOARD", "")
+    }
+
+    /// `FLATCAR_RELEASE_APPID`, default [`omaha::FLATCAR_APP_ID`].
+    pub fn app_id(&self) -> &str {
+        match self.get("FLATCAR_RELEASE_APPID") {
+            Some(a) if !a.is_empty() => a,
+            _ => omaha::FLATCAR_APP_ID,
+        }
+    }
+}
+
+/// Everything the Omaha request says about this node, read fresh for each
+/// check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    /// The `update.conf` lookup the values came from.
+    pub config: FlatcarConfig,
+    /// `/etc/machine-id`, trimmed.
+    pub machine_id: String,
+    /// `/proc/sys/kernel/random/boot_id`.
+    pub boot_id: omaha::BootId,
+    /// `ID` from oem-release.
+    pub oem_id: String,
+    /// `VERSION_ID` from oem-release.
+    pub oem_version: String,
+    /// Pref `aleph-version`, `None` when not recorded yet.
+    pub aleph_version: Option<String>,
+    /// `uname -m`.
+    pub arch: String,
+}
+
+impl NodeIdentity {
+    /// Reads the configuration and identity files under `root` and the
+    /// `aleph-version` pref. Missing identity files give empty values, as in
+    /// update_engine.
+    pub fn load(root: &Root, prefs: &Prefs) -> Result<Self, FlatcarConfigError> {
+        let config = FlatcarConfig::load(root)?;
+        let machine_id = read_file(&root.join(MACHINE_ID_FILE))?
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let boot_id = read_file(&root.join(BOOT_ID_FILE))?
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or_default();
+        let mut oem = None;
+        for name in OEM_RELEASE_FILES {
+            if let Some(text) = read_file(&root.join(name))? {
+                oem = Some(parse_key_values(&text));
+                break;
+            }
+        }
+        let oem = oem.unwrap_or_default();
+        let oem_value = |key: &str| {
+            oem.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let aleph_version = prefs
+            .get(prefs::ALEPH_VERSION)
+            .map_err(|source| FlatcarConfigError::Read {
+                path: prefs.dir().join(prefs::ALEPH_VERSION),
+                source,
+            })?
+            .filter(|v| !v.is_empty());
+        Ok(Self {
+            machine_id,
+            boot_id,
+            oem_id: oem_value("ID"),
+            oem_version: oem_value("VERSION_ID"),
+            aleph_version,
+            arch: std::env::consts::ARCH.to_string(),
+            config,
+        })
+    }
+
+    /// Records the running version as `aleph-version` if none is recorded
+    /// yet (update_engine does this on the first check).
+    pub fn ensure_aleph_version(&mut self, prefs: &Prefs) -> io::Result<()> {
+        if self.aleph_version.is_none() && !self.config.version().is_empty() {
+            let version = self.config.version().to_string();
+            prefs.set(prefs::ALEPH_VERSION, &version)?;
+            self.aleph_version = Some(version);
+        }
+        Ok(())
+    }
+
+    /// The Omaha request attributes.
+    pub fn client_info(&self) -> omaha::ClientInfo {
+        let c = &self.config;
+        omaha::ClientInfo {
+            app_id: c.app_id().to_string(),
+            version: c.version().to_string(),
+            arch: self.arch.clone(),
+            track: c.group().to_string(),
+            boot_id: self.boot_id.clone(),
+            oem: self.oem_id.clone(),
+            oem_version: self.oem_version.clone(),
+            aleph_version: self
+                .aleph_version
+                .clone()
+                .unwrap_or_else(|| c.version().to_string()),
+            machine_id: self.machine_id.clone(),
+            machine_alias: c.machine_alias().to_string(),
+            board: c.board().to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The `TestOmahaUrl` error flag: set when `SERVER` is not the public
+    /// server (every private Nebraska user reports it).
+    pub fn error_flags(&self) -> omaha::ErrorFlags {
+        omaha::ErrorFlags {
+            test_omaha_url: self.config.server() != DEFAULT_SERVER,
+            ..omaha::ErrorFlags::NONE
+        }
+    }
+}
+
+/// Switches the release channel: sets `GROUP=<group>` in
+/// `/etc/flatcar/update.conf` (created if missing), keeping every other line.
+/// The first `GROUP=` line is replaced and later ones are dropped (a later
+/// one would win). The file is replaced atomically.
+pub fn set_group(root: &Root, group: &str) -> Result<(), FlatcarConfigError> {
+    let invalid = |reason| FlatcarConfigError::InvalidValue {
+        key: "GROUP",
+        value: group.to_string(),
+        reason,
+    };
+    if group.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if group.chars().any(|c| c.is_control()) {
+        return Err(invalid("contains a control character"));
+    }
+    let path = root.join(ETC_UPDATE_CONF);
+    let old = read_file(&path)?.unwrap_or_default();
+    let mut out = String::with_capacity(old.len() + group.len() + 8);
+    let mut replaced = false;
+    let mut lines: Vec<&str> = old.split('\n').collect();
+    if lines.last() == Some(&"") {
+        lines.pop();
+    }
+    for line in lines {
+        if line.starts_with("GROUP=") {
+            if replaced {
+                continue;
+            }
+            replaced = true;
+            out.push_str("GROUP=");
+            out.push_str(group);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    if !replaced {
+        out.push_str("GROUP=");
+        out.push_str(group);
+        out.push('\n');
+    }
+    let write_err = |source| FlatcarConfigError::Write {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(write_err)?;
+    }
+    fsutil::write_atomic(&path, out.as_bytes(), 0o644).map_err(write_err)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,427 @@
+//! The agent's own settings: TOML in three layers, zincati-style.
+//!
+//! 1. Fragments: every field optional, unknown fields rejected.
+//! 2. Merged in order: `/usr/lib/update-agent/config.d/*.toml`,
+//!    `/run/update-agent/config.d/*.toml`, `/etc/update-agent/config.toml`,
+//!    `/etc/update-agent/config.d/*.toml` (files sorted by name within a
+//!    directory; a drop-in masks one of the same name in an earlier
+//!    directory, so an admin can override a vendor file; an empty file
+//!    disables it).
+//! 3. Validated [`Settings`] with defaults for a Flatcar node with no
+//!    configuration at all. Validation has no side effects.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Root;
+use crate::fsutil;
+use crate::prefs::Prefs;
+use crate::schedule::ScheduleConfig;
+
+/// Drop-in directories, lowest priority first.
+pub const DROPIN_DIRS: [&str; 3] = [
+    "/usr/lib/update-agent/config.d",
+    "/run/update-agent/config.d",
+    "/etc/update-agent/config.d",
+];
+/// The admin's main file, applied before `/etc` drop-ins.
+pub const MAIN_FILE: &str = "/etc/update-agent/config.toml";
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A file or directory exists but cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file is not valid TOML or has unknown or mistyped fields.
+    #[error("invalid configuration in {}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// The merged values are inconsistent.
+    #[error("invalid setting {field}: {reason}")]
+    Invalid {
+        /// `section.field`.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl SettingsError {
+    /// A stable, machine-readable name for the failure class.
+    pub fn error_kind(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "settings_read",
+            Self::Parse { .. } => "settings_parse",
+            Self::Invalid { .. } => "settings_invalid",
+        }
+    }
+}
+
+macro_rules! fragment {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name { $($(#[$fm])* pub $field: Option<$ty>,)* }
+
+        impl $name {
+            fn merge(&mut self, other: Self) {
+                $(if other.$field.is_some() { self.$field = other.$field; })*
+            }
+        }
+    };
+}
+
+fragment!(
+    /// `[omaha]`
+    OmahaFragment {
+        /// Extra PEM CA bundle trusted besides the system roots.
+        ca_bundle: PathBuf,
+        /// TCP+TLS connect timeout.
+        connect_timeout_secs: u64,
+        /// Whole-request timeout for update checks and events.
+        request_timeout_secs: u64,
+    }
+);
+
+fragment!(
+    /// `[schedule]`
+    ScheduleFragment {
+        /// Periodic checks on/off (manual checks always work).
+        enabled: bool,
+        /// Base delay of the first check after start.
+        first_check_secs: u64,
+        /// Fuzz range of the first check.
+        first_check_fuzz_secs: u64,
+        /// Base periodic interval.
+        periodic_secs: u64,
+        /// Fuzz range of the periodic interval.
+        periodic_fuzz_secs: u64,
+        /// Upper bound of the 500/503 backoff and of `PollInterval`.
+        max_backoff_secs: u64,
+        /// Payload backoff after failed attempts (unless the server
+        /// disables it).
+        payload_backoff: bool,
+        /// Cap of the payload backoff, in days.
+        payload_backoff_max_days: u64,
+        /// Fuzz range of the payload backoff.
+        payload_backoff_fuzz_secs: u64,
+        /// Delay before marking the booted slot good.
+        mark_good_delay_secs: u64,
+    }
+);
+
+fragment!(
+    /// `[download]`
+    DownloadFragment {
+        /// Bandwidth cap in bytes per second; 0 means unlimited.
+        bandwidth_limit: u64,
+    }
+);
+
+fragment!(
+    /// `[install]`
+    InstallFragment {
+        /// Use this disk instead of the one backing `/usr`.
+        slot_device: PathBuf,
+        /// Directory of trusted payload signing keys.
+        trusted_keys_dir: PathBuf,
+        /// Accept an offered version lower than the running one.
+        allow_downgrade: bool,
+        /// Command to reboot after an update; unset leaves the reboot to
+        /// locksmithd/FLUO as on Flatcar.
+        reboot_command: Vec<String>,
+    }
+);
+
+fragment!(
+    /// `[state]`
+    StateFragment {
+        /// State directory (prefs live in `<state_dir>/prefs`).
+        state_dir: PathBuf,
+        /// The reboot-pending marker (on tmpfs).
+        reboot_marker: PathBuf,
+    }
+);
+
+/// One configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fragment {
+    /// `[omaha]`
+    #[serde(default)]
+    pub omaha: OmahaFragment,
+    /// `[schedule]`
+    #[serde(default)]
+    pub schedule: ScheduleFragment,
+    /// `[download]`
+    #[serde(default)]
+    pub download: DownloadFragment,
+    /// `[install]`
+    #[serde(default)]
+    pub install: InstallFragment,
+    /// `[state]`
+    #[serde(default)]
+    pub state: StateFragment,
+}
+
+impl Fragment {
+    /// Parses one file's text.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Overrides fields set in `other`.
+    pub fn merge(&mut self, other: Self) {
+        self.omaha.merge(other.omaha);
+        self.schedule.merge(other.schedule);
+        self.download.merge(other.download);
+        self.install.merge(other.install);
+        self.state.merge(other.state);
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Extra CA bundle (node path).
+    pub ca_bundle: Option<PathBuf>,
+    /// Connect timeout (update_engine: 30 s).
+    pub connect_timeout: Duration,
+    /// Whole-request timeout for Omaha POSTs.
+    pub request_timeout: Duration,
+    /// Check scheduling and backoff.
+    pub schedule: ScheduleConfig,
+    /// Bytes per second; `None` is unlimited.
+    pub bandwidth_limit: Option<u64>,
+    /// Disk override.
+    pub slot_device: Option<PathBuf>,
+    /// Trusted payload keys.
+    pub trusted_keys_dir: PathBuf,
+    /// Accept downgrades.
+    pub allow_downgrade: bool,
+    /// Reboot command, `None` to leave rebooting to others.
+    pub reboot_command: Option<Vec<String>>,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Reboot-pending marker.
+    pub reboot_marker: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self::from_fragment(Fragment::default()).expect("defaults are valid")
+    }
+}
+
+fn secs(v: Option<u64>, default: Duration) -> Duration {
+    v.map(Duration::from_secs).unwrap_or(default)
+}
+
+fn absolute(field: &'static str, p: PathBuf) -> Result<PathBuf, SettingsError> {
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Err(SettingsError::Invalid {
+            field,
+            reason: format!("{} is not an absolute path", p.display()),
+        })
+    }
+}
+
+fn nonzero(field: &'static str, d: Duration) -> Result<Duration, SettingsError> {
+    if d.is_zero() {
+        Err(SettingsError::Invalid {
+            field,
+            reason: "must be greater than 0".into(),
+        })
+    } else {
+        Ok(d)
+    }
+}
+
+impl Settings {
+    /// Default state directory (update_engine's, for prefs compatibility).
+    pub const DEFAULT_STATE_DIR: &'static str = "/var/lib/update_engine";
+    /// Default reboot marker (`/var/run` is `/run` on Flatcar).
+    pub const DEFAULT_REBOOT_MARKER: &'static str = "/run/update_engine_autoupdate_completed";
+    /// Default trusted key directory.
+    pub const DEFAULT_TRUSTED_KEYS_DIR: &'static str = "/usr/share/update-agent/trusted-keys.d";
+
+    /// Loads and validates the layered files under `root`.
+    pub fn load(root: &Root) -> Result<Self, SettingsError> {
+        let mut merged = Fragment::default();
+        for path in config_files(root)? {
+            let text = fsutil::read_optional(&path)
+                .map_err(|source| SettingsError::Read {
+                    path: path.clone(),
+                    source,
+                })?
+                .unwrap_or_default();
+            let fragment = Fragment::parse(&text).map_err(|e| SettingsError::Parse {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+            merged.merge(fragment);
+        }
+        Self::from_fragment(merged)
+    }
+
+    /// Applies defaults and validates.
+    pub fn from_fragment(f: Fragment) -> Result<Self, SettingsError> {
+        let d = ScheduleConfig::default();
+        let s = f.schedule;
+        let schedule = ScheduleConfig {
+            enabled: s.enabled.unwrap_or(d.enabled),
+            first_check: nonzero(
+                "schedule.first_check_secs",
+                secs(s.first_check_secs, d.first_check),
+            )?,
+            first_check_fuzz: secs(s.first_check_fuzz_secs, d.first_check_fuzz),
+            periodic: nonzero("schedule.periodic_secs", secs(s.periodic_secs, d.periodic))?,
+            periodic_fuzz: secs(s.periodic_fuzz_secs, d.periodic_fuzz),
+            max_backoff: secs(s.max_backoff_secs, d.max_backoff),
+            payload_backoff: s.payload_backoff.unwrap_or(d.payload_backoff),
+            payload_backoff_max_days: s
+                .payload_backoff_max_days
+                .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+                .unwrap_or(d.payload_backoff_max_days),
+            payload_backoff_fuzz: secs(s.payload_backoff_fuzz_secs, d.payload_backoff_fuzz),
+            mark_good_delay: secs(s.mark_good_delay_secs, d.mark_good_delay),
+        };
+        if schedule.max_backoff < schedule.periodic {
+            return Err(SettingsError::Invalid {
+                field: "schedule.max_backoff_secs",
+                reason: format!(
+                    "{} s is shorter than schedule.periodic_secs ({} s)",
+                    schedule.max_backoff.as_secs(),
+                    schedule.periodic.as_secs()
+                ),
+            });
+        }
+        let reboot_command = match f.install.reboot_command {
+            Some(cmd) if cmd.is_empty() || cmd[0].is_empty() => {
+                return Err(SettingsError::Invalid {
+                    field: "install.reboot_command",
+                    reason: "must name a program".into(),
+                });
+            }
+            other => other,
+        };
+        Ok(Self {
+            ca_bundle: f
+                .omaha
+                .ca_bundle
+                .map(|p| absolute("omaha.ca_bundle", p))
+                .transpose()?,
+            connect_timeout: nonzero(
+                "omaha.connect_timeout_secs",
+                secs(f.omaha.connect_timeout_secs, Duration::from_secs(30)),
+            )?,
+            request_timeout: nonzero(
+                "omaha.request_timeout_secs",
+                secs(f.omaha.request_timeout_secs, Duration::from_secs(120)),
+            )?,
+            schedule,
+            bandwidth_limit: f.download.bandwidth_limit.filter(|&b| b > 0),
+            slot_device: f
+                .install
+                .slot_device
+                .map(|p| absolute("install.slot_device", p))
+                .transpose()?,
+            trusted_keys_dir: absolute(
+                "install.trusted_keys_dir",
+                f.install
+                    .trusted_keys_dir
+                    .unwrap_or_else(|| Self::DEFAULT_TRUSTED_KEYS_DIR.into()),
+            )?,
+            allow_downgrade: f.install.allow_downgrade.unwrap_or(false),
+            reboot_command,
+            state_dir: absolute(
+                "state.state_dir",
+                f.state
+                    .state_dir
+                    .unwrap_or_else(|| Self::DEFAULT_STATE_DIR.into()),
+            )?,
+            reboot_marker: absolute(
+                "state.reboot_marker",
+                f.state
+                    .reboot_marker
+                    .unwrap_or_else(|| Self::DEFAULT_REBOOT_MARKER.into()),
+            )?,
+        })
+    }
+
+    /// The prefs store under `root`.
+    pub fn prefs(&self, root: &Root) -> Prefs {
+        Prefs::new(root.join(&self.state_dir).join("prefs"))
+    }
+}
+
+/// The files to merge, in order (see the module docs).
+pub fn config_files(root: &Root) -> Result<Vec<PathBuf>, SettingsError> {
+    // name -> (layer, path); a later layer masks an earlier one.
+    let mut dropins: Vec<BTreeMap<String, PathBuf>> = Vec::new();
+    for dir in DROPIN_DIRS {
+        dropins.push(list_toml(&root.join(dir))?);
+    }
+    for later in 1..dropins.len() {
+        let names: Vec<String> = dropins[later].keys().cloned().collect();
+        for earlier in dropins.iter_mut().take(later) {
+            for name in &names {
+                earlier.remove(name);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    let etc = dropins.pop().unwrap_or_default();
+    for layer in dropins {
+        files.extend(layer.into_values());
+    }
+    let main = root.join(MAIN_FILE);
+    if main.exists() {
+        files.push(main);
+    }
+    files.extend(etc.into_values());
+    Ok(files)
+}
+
+fn list_toml(dir: &Path) -> Result<BTreeMap<String, PathBuf>, SettingsError> {
+    let read_err = |source| SettingsError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(read_err(e)),
+    };
+    let mut out = BTreeMap::new();
+    for entry in entries {
+        let entry = entry.map_err(read_err)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".toml") && !name.starts_with('.') {
+            out.insert(name, entry.path());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

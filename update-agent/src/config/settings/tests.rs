@@ -1,0 +1,129 @@
+use super::*;
+use std::fs;
+
+fn write(root: &Root, path: &str, text: &str) {
+    let p = root.join(path);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+#[test]
+fn defaults_work_without_any_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Settings::load(&Root::new(dir.path())).unwrap();
+    assert_eq!(s, Settings::default());
+    assert_eq!(s.state_dir, PathBuf::from("/var/lib/update_engine"));
+    assert_eq!(
+        s.reboot_marker,
+        PathBuf::from("/run/update_engine_autoupdate_completed")
+    );
+    assert_eq!(s.connect_timeout, Duration::from_secs(30));
+    assert_eq!(s.schedule, ScheduleConfig::default());
+    assert_eq!(s.bandwidth_limit, None);
+    assert!(!s.allow_downgrade);
+    assert_eq!(s.reboot_command, None);
+    assert_eq!(
+        s.prefs(&Root::new("/r")).dir(),
+        Path::new("/r/var/lib/update_engine/prefs")
+    );
+}
+
+#[test]
+fn layers_merge_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new(dir.path());
+    write(
+        &root,
+        "/usr/lib/update-agent/config.d/10-vendor.toml",
+        "[schedule]\nperiodic_secs = 3600\nmax_backoff_secs = 7200\n[download]\nbandwidth_limit = 100\n",
+    );
+    write(
+        &root,
+        "/usr/lib/update-agent/config.d/20-masked.toml",
+        "[install]\nallow_downgrade = true\n",
+    );
+    // Same name in /etc masks the vendor file.
+    write(&root, "/etc/update-agent/config.d/20-masked.toml", "");
+    write(
+        &root,
+        "/etc/update-agent/config.toml",
+        "[download]\nbandwidth_limit = 200\n[install]\nslot_device = \"/dev/vda\"\n",
+    );
+    write(
+        &root,
+        "/etc/update-agent/config.d/90-admin.toml",
+        "[download]\nbandwidth_limit = 0\n[omaha]\nca_bundle = \"/etc/ssl/my.pem\"\n",
+    );
+    write(&root, "/etc/update-agent/config.d/README", "not toml = [");
+    let files = config_files(&root).unwrap();
+    let names: Vec<_> = files
+        .iter()
+        .map(|p| {
+            p.strip_prefix(dir.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "usr/lib/update-agent/config.d/10-vendor.toml",
+            "etc/update-agent/config.toml",
+            "etc/update-agent/config.d/20-masked.toml",
+            "etc/update-agent/config.d/90-admin.toml",
+        ]
+    );
+    let s = Settings::load(&root).unwrap();
+    assert_eq!(s.schedule.periodic, Duration::from_secs(3600));
+    assert_eq!(s.schedule.max_backoff, Duration::from_secs(7200));
+    assert_eq!(
+        s.bandwidth_limit, None,
+        "0 from the last layer means unlimited"
+    );
+    assert_eq!(s.slot_device, Some(PathBuf::from("/dev/vda")));
+    assert_eq!(s.ca_bundle, Some(PathBuf::from("/etc/ssl/my.pem")));
+    assert!(!s.allow_downgrade, "masked vendor drop-in is ignored");
+}
+
+#[test]
+fn rejects_bad_files() {
+    let cases: &[(&str, &str)] = &[
+        ("[omaha]\nunknown = 1\n", "settings_parse"),
+        ("[nosuchsection]\n", "settings_parse"),
+        ("[schedule]\nperiodic_secs = \"45m\"\n", "settings_parse"),
+        ("not toml", "settings_parse"),
+        ("[schedule]\nperiodic_secs = 0\n", "settings_invalid"),
+        ("[schedule]\nmax_backoff_secs = 60\n", "settings_invalid"),
+        ("[install]\nslot_device = \"dev/sda\"\n", "settings_invalid"),
+        ("[install]\nreboot_command = []\n", "settings_invalid"),
+        ("[state]\nstate_dir = \"relative\"\n", "settings_invalid"),
+    ];
+    for (text, kind) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        write(&root, MAIN_FILE, text);
+        let err = Settings::load(&root).unwrap_err();
+        assert_eq!(err.error_kind(), *kind, "{text:?}: {err}");
+        if *kind == "settings_parse" {
+            assert!(err.to_string().contains("config.toml"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn reboot_command_and_schedule_fields() {
+    let f = Fragment::parse(
+        "[install]\nreboot_command = [\"systemctl\", \"reboot\"]\n[schedule]\nenabled = false\nfirst_check_secs = 5\nfirst_check_fuzz_secs = 0\npayload_backoff = false\n",
+    )
+    .unwrap();
+    let s = Settings::from_fragment(f).unwrap();
+    assert_eq!(
+        s.reboot_command,
+        Some(vec!["systemctl".to_string(), "reboot".to_string()])
+    );
+    assert!(!s.schedule.enabled);
+    assert_eq!(s.schedule.first_check, Duration::from_secs(5));
+    assert_eq!(s.schedule.first_check_fuzz, Duration::ZERO);
+    assert!(!s.schedule.payload_backoff);
+}
