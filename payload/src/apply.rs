@@ -375,9 +375,14 @@ impl<'a> Applier<'a> {
         }
         let ops_total = plan.op_count();
         let mut scratch = Scratch::default();
-        let mut blob = Vec::new();
         let mut data_off = start_data;
-        for p in &plan.partitions {
+        // Compressed REPLACE ops are decompressed in parallel, a small batch
+        // at a time, and written in order; everything else runs inline.
+        let mut batch: Vec<Pending> = Vec::new();
+        let batch_max = 2 * rayon::current_num_threads().max(1);
+        let limit = self.opts.limits.max_op_size;
+        let bs = plan.block_size;
+        for (pi, p) in plan.partitions.iter().enumerate() {
             for (k, op) in p.ops.iter().enumerate() {
                 let index = p.first_op + k;
                 if index < start_op {
@@ -389,9 +394,10 @@ impl<'a> Applier<'a> {
                     ty,
                     OpType::Zero | OpType::Discard | OpType::SourceCopy | OpType::Move
                 );
-                blob.clear();
+                let mut blob = Vec::new();
                 if has_data {
                     if op.data_offset.unwrap_or(0) != data_off {
+                        self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
                         return Err(PayloadError::DataOffsetMismatch {
                             index,
                             partition: p.name.clone(),
@@ -400,8 +406,12 @@ impl<'a> Applier<'a> {
                         });
                     }
                     let at = r.offset();
-                    r.read_vec(&mut blob, len as usize, "operation data")?;
+                    if let Err(e) = r.read_vec(&mut blob, len as usize, "operation data") {
+                        self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
+                        return Err(e);
+                    }
                     if op.data_sha256_hash.as_deref() != Some(&sha256(&blob)[..]) {
+                        self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
                         return Err(PayloadError::OperationHashMismatch {
                             index,
                             partition: p.name.clone(),
@@ -410,39 +420,51 @@ impl<'a> Applier<'a> {
                     }
                     data_off += len;
                 }
+                let dst_bytes: u64 = op
+                    .dst_extents
+                    .iter()
+                    .map(|x| x.num().saturating_mul(bs))
+                    .sum();
+                let parallel = matches!(
+                    ty,
+                    OpType::ReplaceBz | OpType::ReplaceXz | OpType::ReplaceZstd
+                ) && dst_bytes <= limit
+                    && slots.map.contains_key(&p.name);
+                let pending = Pending {
+                    part: pi,
+                    index,
+                    ty,
+                    blob,
+                    next_data_offset: data_off,
+                    file_hash: r.file_hash.clone(),
+                    signed_hash: r.signed_hash.clone(),
+                    offset: r.offset(),
+                };
+                if parallel {
+                    batch.push(pending);
+                    if batch.len() >= batch_max {
+                        self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
+                    }
+                    continue;
+                }
+                self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
                 if let Some(slot) = slots.map.get_mut(&p.name) {
                     let source = slot.source.as_mut().map(|b| &mut **b as &mut dyn Storage);
                     ops::execute(
                         ty,
                         op,
-                        &blob,
-                        plan.block_size,
+                        &pending.blob,
+                        bs,
                         slot.target.as_mut(),
                         source,
                         &mut scratch,
                     )
                     .map_err(|f| op_err(f, index, &p.name))?;
                 }
-                if let Some(cb) = self.on_checkpoint.as_mut() {
-                    cb(&Checkpoint {
-                        metadata_hash: hex::encode(meta.metadata_hash),
-                        data_start,
-                        next_op: index + 1,
-                        next_data_offset: data_off,
-                        file_hash: r.file_hash.clone(),
-                        signed_hash: r.signed_hash.clone(),
-                    });
-                }
-                if let Some(cb) = self.on_progress.as_mut() {
-                    cb(Progress {
-                        bytes_read: r.offset(),
-                        bytes_total: total,
-                        ops_done: index + 1,
-                        ops_total,
-                    });
-                }
+                self.done(&pending, data_start, meta, total, ops_total);
             }
         }
+        self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
         // Payload signature over header + manifest + blobs.
         let signed = r.signed_hash.digest();
         r.set_signed(false);
@@ -500,6 +522,75 @@ impl<'a> Applier<'a> {
         })
     }
 
+    /// Report a finished operation: checkpoint and progress.
+    fn done(
+        &mut self,
+        p: &Pending,
+        data_start: u64,
+        meta: &Metadata,
+        total: u64,
+        ops_total: usize,
+    ) {
+        if let Some(cb) = self.on_checkpoint.as_mut() {
+            cb(&Checkpoint {
+                metadata_hash: hex::encode(meta.metadata_hash),
+                data_start,
+                next_op: p.index + 1,
+                next_data_offset: p.next_data_offset,
+                file_hash: p.file_hash.clone(),
+                signed_hash: p.signed_hash.clone(),
+            });
+        }
+        if let Some(cb) = self.on_progress.as_mut() {
+            cb(Progress {
+                bytes_read: p.offset,
+                bytes_total: total,
+                ops_done: p.index + 1,
+                ops_total,
+            });
+        }
+    }
+
+    /// Decompress the batch in parallel, then write it in order; on the
+    /// first failure, earlier ops are written and later ones are not.
+    #[allow(clippy::too_many_arguments)]
+    fn flush(
+        &mut self,
+        batch: &mut Vec<Pending>,
+        plan: &Plan,
+        slots: &mut Slots,
+        data_start: u64,
+        meta: &Metadata,
+        total: u64,
+        ops_total: usize,
+    ) -> Result<()> {
+        use rayon::prelude::*;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let bs = plan.block_size;
+        let outs: Vec<_> = batch
+            .par_iter()
+            .map(|p| {
+                let part = &plan.partitions[p.part];
+                let op = &part.ops[p.index - part.first_op];
+                let cap: u64 = op.dst_extents.iter().map(|x| x.num() * bs).sum();
+                ops::decompress(p.ty, &p.blob, cap)
+            })
+            .collect();
+        for (p, out) in std::mem::take(batch).into_iter().zip(outs) {
+            let part = &plan.partitions[p.part];
+            let op = &part.ops[p.index - part.first_op];
+            let out = out.map_err(|f| op_err(f, p.index, &part.name))?;
+            if let Some(slot) = slots.map.get_mut(&part.name) {
+                ops::write_padded(&out, &op.dst_extents, bs, slot.target.as_mut())
+                    .map_err(|f| op_err(f, p.index, &part.name))?;
+            }
+            self.done(&p, data_start, meta, total, ops_total);
+        }
+        Ok(())
+    }
+
     fn check_release(&self, plan: &Plan) -> Result<()> {
         let e = &self.opts.expect;
         let rel = plan.release.clone().unwrap_or_default();
@@ -534,6 +625,18 @@ fn needs_source(op: &crate::proto::InstallOperation) -> bool {
         OpType::try_from(op.r#type),
         Ok(OpType::SourceCopy | OpType::SourceBsdiff | OpType::BrotliBsdiff)
     )
+}
+
+/// An operation whose blob is verified and waiting in a parallel batch.
+struct Pending {
+    part: usize,
+    index: usize,
+    ty: OpType,
+    blob: Vec<u8>,
+    next_data_offset: u64,
+    file_hash: ResumableSha256,
+    signed_hash: ResumableSha256,
+    offset: u64,
 }
 
 /// SHA-256 of `[0, len)` of a storage.

@@ -102,6 +102,49 @@ pub fn execute(
     Ok(())
 }
 
+/// Decompress a REPLACE_{BZ,XZ,ZSTD} blob into memory, refusing output
+/// longer than `cap` (the destination extents). Used for parallel apply.
+pub fn decompress(ty: OpType, blob: &[u8], cap: u64) -> Result<Vec<u8>, OpFailure> {
+    let r: Box<dyn Read + '_> = match ty {
+        OpType::ReplaceBz => Box::new(bzip2::read::BzDecoder::new(blob)),
+        OpType::ReplaceXz => Box::new(xz2::read::XzDecoder::new(blob)),
+        OpType::ReplaceZstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(blob)
+                .map_err(|e| OpFailure::Data(e.to_string()))?
+                .single_frame(),
+        ),
+        other => {
+            return Err(OpFailure::Data(format!(
+                "{} is not a compressed replace",
+                other.name()
+            )));
+        }
+    };
+    let mut out = Vec::with_capacity(cap as usize);
+    r.take(cap + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| OpFailure::Data(format!("decompressing: {e}")))?;
+    if out.len() as u64 > cap {
+        return Err(OpFailure::Data(
+            "data longer than the operation's destination extents".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Write decompressed data to the extents, zero-padding the tail.
+pub fn write_padded(
+    data: &[u8],
+    dst: &[Extent],
+    bs: u64,
+    target: &mut dyn Storage,
+) -> Result<(), OpFailure> {
+    let mut w = ExtentWriter::new(target, dst, bs);
+    w.write_all(data).map_err(|e| werr(dst, bs, e))?;
+    w.finish_padded().map_err(|e| werr(dst, bs, e))?;
+    Ok(())
+}
+
 /// Read the source extents into `out`; for source operations, check their
 /// hash before anything uses them.
 fn read_source(

@@ -89,7 +89,9 @@ fn assert_untouched_from(l: &Layout, first_bad: usize, target: &[u8], new: &[u8]
     }
 }
 
-fn payloads() -> Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)> {
+type Case = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
+fn payloads() -> Vec<Case> {
     let new = new_image();
     let mut v = Vec::new();
     for (name, c) in [
