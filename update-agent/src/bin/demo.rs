@@ -29,19 +29,37 @@ fn main() -> Result<()> {
     create(&img, layout.disk_bytes(16), 512, &layout).context("creating the disk image")?;
     let mut disk = FileDisk::open_rw(&img)?;
 
-    step(1, &format!("Created a Flatcar-like GPT disk image {} (sparse, 56 MiB)", img.display()));
+    step(
+        1,
+        &format!(
+            "Created a Flatcar-like GPT disk image {} (sparse, 56 MiB)",
+            img.display()
+        ),
+    );
     table(&mut disk)?;
     let booted = boot(&mut disk)?;
-    say(&format!("The bootloader (GRUB gptprio rules) boots {booted}."));
+    say(&format!(
+        "The bootloader (GRUB gptprio rules) boots {booted}."
+    ));
 
     let target = booted.other();
-    step(2, &format!("Installing version 2.0.0 into the inactive slot {target}"));
+    step(
+        2,
+        &format!("Installing version 2.0.0 into the inactive slot {target}"),
+    );
     slot::mark_unbootable(&mut disk, target)?;
-    say(&format!("{target} made unbootable (P0 T0 S0) before the first byte is written."));
+    say(&format!(
+        "{target} made unbootable (P0 T0 S0) before the first byte is written."
+    ));
     let written = write_image(&img, &mut disk, target, b"release 2.0.0")?;
-    say(&format!("Wrote {} MiB into {target} and read it back: every byte matches.", written >> 20));
+    say(&format!(
+        "Wrote {} MiB into {target} and read it back: every byte matches.",
+        written >> 20
+    ));
     slot::set_next(&mut disk, target)?;
-    say(&format!("Commit point: {target} gets tries=1 successful=0 and the top priority."));
+    say(&format!(
+        "Commit point: {target} gets tries=1 successful=0 and the top priority."
+    ));
     table(&mut disk)?;
 
     step(3, "Reboot");
@@ -54,7 +72,9 @@ fn main() -> Result<()> {
         say("A required check fails (--fail-health): the slot is marked bad, the node reboots.");
         slot::mark_bad(&mut disk, booted)?;
         let back = boot(&mut disk)?;
-        say(&format!("GRUB falls back to {back}; {booted} stays unbootable."));
+        say(&format!(
+            "GRUB falls back to {back}; {booted} stays unbootable."
+        ));
         if back == booted {
             bail!("fallback failed: the bad slot was booted again");
         }
@@ -62,12 +82,18 @@ fn main() -> Result<()> {
         say("All required checks pass: the slot is marked good (successful=1, tries=0).");
         slot::mark_good(&mut disk, booted)?;
         let again = boot(&mut disk)?;
-        say(&format!("Next boot: GRUB picks {again} again; {} stays as the fallback.", booted.other()));
+        say(&format!(
+            "Next boot: GRUB picks {again} again; {} stays as the fallback.",
+            booted.other()
+        ));
     }
 
     step(5, "Final slot table");
     table(&mut disk)?;
-    say(&format!("Everything happened in {}; it is removed now.", dir.path().display()));
+    say(&format!(
+        "Everything happened in {}; it is removed now.",
+        dir.path().display()
+    ));
     Ok(())
 }
 
@@ -85,7 +111,10 @@ fn boot(disk: &mut FileDisk) -> Result<Slot> {
 }
 
 fn table(disk: &mut FileDisk) -> Result<()> {
-    println!("    {:<6} {:>5} {:>8} {:>5} {:>10}  {}", "slot", "part", "priority", "tries", "successful", "PARTUUID");
+    println!(
+        "    {:<6} {:>5} {:>8} {:>5} {:>10}  PARTUUID",
+        "slot", "part", "priority", "tries", "successful"
+    );
     for SlotState { slot, entry } in slot::read_slots(disk)? {
         let a = entry.attrs;
         println!(
