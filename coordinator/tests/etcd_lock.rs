@@ -196,3 +196,52 @@ async fn unreachable_etcd_is_reported_and_retried_without_reboot() {
     let _etcd = Etcd::start_on(port);
     wait_for("reboot after etcd came up", 10, || n.rebooted()).await;
 }
+
+#[tokio::test]
+async fn etcd_auth_is_used_and_a_wrong_password_never_reboots() {
+    let etcd = Etcd::start();
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &etcd.url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ctl(&["user", "add", "root:s3cret"]);
+    ctl(&["auth", "enable"]);
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!(
+        "REBOOT_STRATEGY=etcd-lock\nLOCKSMITHD_ENDPOINT={}\nLOCKSMITHD_ETCD_USERNAME=root\n",
+        etcd.url
+    );
+    let mut wrong = Node::new(
+        dir.path(),
+        "wrong",
+        &format!("{base}LOCKSMITHD_ETCD_PASSWORD=guess\n"),
+    );
+    wrong.need_reboot();
+    wrong.start();
+    let mut right = Node::new(
+        dir.path(),
+        "right",
+        &format!("{base}LOCKSMITHD_ETCD_PASSWORD=s3cret\n"),
+    );
+    right.need_reboot();
+    right.start();
+    wait_for("the authenticated node to reboot", 10, || right.rebooted()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!wrong.rebooted());
+    assert!(
+        wrong
+            .log()
+            .contains("etcd authentication as \"root\" failed"),
+        "{}",
+        wrong.log()
+    );
+}
