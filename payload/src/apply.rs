@@ -20,6 +20,7 @@ use crate::storage::Storage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::{Condvar, Mutex, mpsc};
 
 /// Where one partition of the payload goes.
 pub struct Slot {
@@ -374,97 +375,7 @@ impl<'a> Applier<'a> {
             }
         }
         let ops_total = plan.op_count();
-        let mut scratch = Scratch::default();
-        let mut data_off = start_data;
-        // Compressed REPLACE ops are decompressed in parallel, a small batch
-        // at a time, and written in order; everything else runs inline.
-        let mut batch: Vec<Pending> = Vec::new();
-        let batch_max = 2 * rayon::current_num_threads().max(1);
-        let limit = self.opts.limits.max_op_size;
-        let bs = plan.block_size;
-        for (pi, p) in plan.partitions.iter().enumerate() {
-            for (k, op) in p.ops.iter().enumerate() {
-                let index = p.first_op + k;
-                if index < start_op {
-                    continue;
-                }
-                let ty = OpType::try_from(op.r#type).unwrap_or(OpType::Replace);
-                let len = op.data_length.unwrap_or(0);
-                let has_data = !matches!(
-                    ty,
-                    OpType::Zero | OpType::Discard | OpType::SourceCopy | OpType::Move
-                );
-                let mut blob = Vec::new();
-                if has_data {
-                    if op.data_offset.unwrap_or(0) != data_off {
-                        self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
-                        return Err(PayloadError::DataOffsetMismatch {
-                            index,
-                            partition: p.name.clone(),
-                            found: op.data_offset.unwrap_or(0),
-                            expected: data_off,
-                        });
-                    }
-                    let at = r.offset();
-                    if let Err(e) = r.read_vec(&mut blob, len as usize, "operation data") {
-                        self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
-                        return Err(e);
-                    }
-                    if op.data_sha256_hash.as_deref() != Some(&sha256(&blob)[..]) {
-                        self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
-                        return Err(PayloadError::OperationHashMismatch {
-                            index,
-                            partition: p.name.clone(),
-                            offset: at,
-                        });
-                    }
-                    data_off += len;
-                }
-                let dst_bytes: u64 = op
-                    .dst_extents
-                    .iter()
-                    .map(|x| x.num().saturating_mul(bs))
-                    .sum();
-                let parallel = matches!(
-                    ty,
-                    OpType::ReplaceBz | OpType::ReplaceXz | OpType::ReplaceZstd
-                ) && dst_bytes <= limit
-                    && slots.map.contains_key(&p.name);
-                let pending = Pending {
-                    part: pi,
-                    index,
-                    ty,
-                    blob,
-                    next_data_offset: data_off,
-                    file_hash: r.file_hash.clone(),
-                    signed_hash: r.signed_hash.clone(),
-                    offset: r.offset(),
-                };
-                if parallel {
-                    batch.push(pending);
-                    if batch.len() >= batch_max {
-                        self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
-                    }
-                    continue;
-                }
-                self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
-                if let Some(slot) = slots.map.get_mut(&p.name) {
-                    let source = slot.source.as_mut().map(|b| &mut **b as &mut dyn Storage);
-                    ops::execute(
-                        ty,
-                        op,
-                        &pending.blob,
-                        bs,
-                        slot.target.as_mut(),
-                        source,
-                        &mut scratch,
-                    )
-                    .map_err(|f| op_err(f, index, &p.name))?;
-                }
-                self.done(&pending, data_start, meta, total, ops_total);
-            }
-        }
-        self.flush(&mut batch, plan, slots, data_start, meta, total, ops_total)?;
+        self.run_ops(r, meta, slots, start_op, start_data, total, ops_total)?;
         // Payload signature over header + manifest + blobs.
         let signed = r.signed_hash.digest();
         r.set_signed(false);
@@ -522,73 +433,176 @@ impl<'a> Applier<'a> {
         })
     }
 
-    /// Report a finished operation: checkpoint and progress.
-    fn done(
-        &mut self,
-        p: &Pending,
-        data_start: u64,
-        meta: &Metadata,
-        total: u64,
-        ops_total: usize,
-    ) {
+    /// Report a finished (written) operation: checkpoint and progress.
+    fn done(&mut self, d: &Done, data_start: u64, meta: &Metadata, total: u64, ops_total: usize) {
         if let Some(cb) = self.on_checkpoint.as_mut() {
             cb(&Checkpoint {
                 metadata_hash: hex::encode(meta.metadata_hash),
                 data_start,
-                next_op: p.index + 1,
-                next_data_offset: p.next_data_offset,
-                file_hash: p.file_hash.clone(),
-                signed_hash: p.signed_hash.clone(),
+                next_op: d.index + 1,
+                next_data_offset: d.next_data_offset,
+                file_hash: d.file_hash.clone(),
+                signed_hash: d.signed_hash.clone(),
             });
         }
         if let Some(cb) = self.on_progress.as_mut() {
             cb(Progress {
-                bytes_read: p.offset,
+                bytes_read: d.offset,
                 bytes_total: total,
-                ops_done: p.index + 1,
+                ops_done: d.index + 1,
                 ops_total,
             });
         }
     }
 
-    /// Decompress the batch in parallel, then write it in order; on the
-    /// first failure, earlier ops are written and later ones are not.
+    /// Run the operations from `start_op` on, as a pipeline:
+    ///
+    /// - this thread reads the blobs in order (the stream hashes are updated
+    ///   as it reads) and queues them, as long as the bytes in flight stay
+    ///   under [`IN_FLIGHT`] (or a single operation is in flight);
+    /// - decompression workers check each blob's SHA-256 and only then
+    ///   decompress it (REPLACE_BZ/XZ/ZSTD) into memory, several at a time;
+    /// - one writer thread takes the results strictly in operation order
+    ///   and writes them with positioned writes (delta operations run there,
+    ///   with their source hash checks); after each write this thread gets
+    ///   the checkpoint, so a checkpoint never runs ahead of the target.
+    ///
+    /// The first failing operation (bad hash, bad data, I/O error) stops the
+    /// pipeline: operations before it are written, it and every later one
+    /// are not. A read error stops the reading; what was queued before it is
+    /// still written, as the sequential applier did.
     #[allow(clippy::too_many_arguments)]
-    fn flush(
+    fn run_ops<R: Read>(
         &mut self,
-        batch: &mut Vec<Pending>,
-        plan: &Plan,
-        slots: &mut Slots,
-        data_start: u64,
+        r: &mut HashingReader<R>,
         meta: &Metadata,
+        slots: &mut Slots,
+        start_op: usize,
+        start_data: u64,
         total: u64,
         ops_total: usize,
     ) -> Result<()> {
-        use rayon::prelude::*;
-        if batch.is_empty() {
-            return Ok(());
-        }
+        let plan = &meta.plan;
+        let data_start = meta.header.data_start();
+        let limit = self.opts.limits.max_op_size;
         let bs = plan.block_size;
-        let outs: Vec<_> = batch
-            .par_iter()
-            .map(|p| {
-                let part = &plan.partitions[p.part];
-                let op = &part.ops[p.index - part.first_op];
-                let cap: u64 = op.dst_extents.iter().map(|x| x.num() * bs).sum();
-                ops::decompress(p.ty, &p.blob, cap)
-            })
+        let budget = &Budget::new(IN_FLIGHT);
+        let pool = &BufPool::new(IN_FLIGHT);
+        let has_slot: Vec<bool> = plan
+            .partitions
+            .iter()
+            .map(|p| slots.map.contains_key(&p.name))
             .collect();
-        for (p, out) in std::mem::take(batch).into_iter().zip(outs) {
-            let part = &plan.partitions[p.part];
-            let op = &part.ops[p.index - part.first_op];
-            let out = out.map_err(|f| op_err(f, p.index, &part.name))?;
-            if let Some(slot) = slots.map.get_mut(&part.name) {
-                ops::write_padded(&out, &op.dst_extents, bs, slot.target.as_mut())
-                    .map_err(|f| op_err(f, p.index, &part.name))?;
+        let (job_tx, job_rx) = mpsc::channel::<Job>();
+        let job_rx = &Mutex::new(job_rx);
+        let (res_tx, res_rx) = mpsc::channel::<(Job, Result<Ready>)>();
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 16);
+        std::thread::scope(|sc| {
+            for _ in 0..workers {
+                let res_tx = res_tx.clone();
+                sc.spawn(move || decompress_worker(job_rx, res_tx, plan, pool));
             }
-            self.done(&p, data_start, meta, total, ops_total);
-        }
-        Ok(())
+            drop(res_tx);
+            let writer = sc.spawn(move || {
+                let res = write_in_order(res_rx, &done_tx, plan, slots, budget, pool);
+                budget.close();
+                res
+            });
+            let mut data_off = start_data;
+            let mut seq = 0usize;
+            let read: Result<()> = 'ops: {
+                for (pi, p) in plan.partitions.iter().enumerate() {
+                    for (k, op) in p.ops.iter().enumerate() {
+                        let index = p.first_op + k;
+                        if index < start_op {
+                            continue;
+                        }
+                        while let Ok(d) = done_rx.try_recv() {
+                            self.done(&d, data_start, meta, total, ops_total);
+                        }
+                        let ty = OpType::try_from(op.r#type).unwrap_or(OpType::Replace);
+                        let len = op.data_length.unwrap_or(0);
+                        let has_data = !matches!(
+                            ty,
+                            OpType::Zero | OpType::Discard | OpType::SourceCopy | OpType::Move
+                        );
+                        if has_data && op.data_offset.unwrap_or(0) != data_off {
+                            break 'ops Err(PayloadError::DataOffsetMismatch {
+                                index,
+                                partition: p.name.clone(),
+                                found: op.data_offset.unwrap_or(0),
+                                expected: data_off,
+                            });
+                        }
+                        let dst_bytes: u64 = op
+                            .dst_extents
+                            .iter()
+                            .map(|x| x.num().saturating_mul(bs))
+                            .sum();
+                        let decompress = matches!(
+                            ty,
+                            OpType::ReplaceBz | OpType::ReplaceXz | OpType::ReplaceZstd
+                        ) && dst_bytes <= limit
+                            && has_slot[pi];
+                        let cost = 4096
+                            + if has_data { len } else { 0 }
+                            + if decompress { dst_bytes } else { 0 };
+                        if !budget.acquire(cost) {
+                            // The writer stopped at a failing operation.
+                            break 'ops Ok(());
+                        }
+                        let at = r.offset();
+                        let mut blob = Vec::new();
+                        if has_data {
+                            blob = pool.take();
+                            if let Err(e) = r.read_vec(&mut blob, len as usize, "operation data") {
+                                budget.release(cost);
+                                break 'ops Err(e);
+                            }
+                            data_off += len;
+                        }
+                        let job = Job {
+                            seq,
+                            part: pi,
+                            op: k,
+                            ty,
+                            has_data,
+                            decompress,
+                            blob,
+                            at,
+                            cost,
+                            done: Done {
+                                index,
+                                next_data_offset: data_off,
+                                file_hash: r.file_hash.clone(),
+                                signed_hash: r.signed_hash.clone(),
+                                offset: r.offset(),
+                            },
+                        };
+                        seq += 1;
+                        if job_tx.send(job).is_err() {
+                            break 'ops Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            };
+            drop(job_tx);
+            for d in done_rx.iter() {
+                self.done(&d, data_start, meta, total, ops_total);
+            }
+            let written = writer.join().unwrap_or_else(|_| {
+                Err(PayloadError::OperationFailed {
+                    index: 0,
+                    partition: String::new(),
+                    what: "the writer thread panicked".into(),
+                })
+            });
+            written.and(read)
+        })
     }
 
     fn check_release(&self, plan: &Plan) -> Result<()> {
@@ -627,30 +641,299 @@ fn needs_source(op: &crate::proto::InstallOperation) -> bool {
     )
 }
 
-/// An operation whose blob is verified and waiting in a parallel batch.
-struct Pending {
+/// Bytes of blobs and decompressed data the apply pipeline holds at once
+/// (an operation bigger than this runs alone). With the blob buffers kept
+/// for reuse, the pipeline's memory is about twice this, or two operations
+/// of `Limits::max_op_size` when those are bigger.
+pub const IN_FLIGHT: u64 = 24 << 20;
+
+/// One operation on its way through the pipeline.
+struct Job {
+    /// Position in this run (the writer's order).
+    seq: usize,
     part: usize,
-    index: usize,
+    op: usize,
     ty: OpType,
+    has_data: bool,
+    /// Decompress on a worker (compressed REPLACE into a slot).
+    decompress: bool,
     blob: Vec<u8>,
+    /// File offset of the blob, for errors.
+    at: u64,
+    /// Budget taken, given back once written.
+    cost: u64,
+    done: Done,
+}
+
+/// A written operation, reported to the thread that owns the callbacks.
+struct Done {
+    index: usize,
     next_data_offset: u64,
     file_hash: ResumableSha256,
     signed_hash: ResumableSha256,
     offset: u64,
 }
 
-/// SHA-256 of `[0, len)` of a storage.
-pub fn hash_storage(s: &mut dyn Storage, len: u64) -> std::io::Result<[u8; 32]> {
-    let mut h = ResumableSha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut off = 0u64;
-    while off < len {
-        let n = (len - off).min(buf.len() as u64) as usize;
-        s.read_exact_at(&mut buf[..n], off)?;
-        h.update(&buf[..n]);
-        off += n as u64;
+/// What a worker hands the writer.
+enum Ready {
+    /// Decompressed REPLACE data.
+    Data(Vec<u8>),
+    /// The verified blob, for an operation the writer runs itself.
+    Blob,
+}
+
+/// Worker: blob hash first, then (for compressed REPLACE) decompression.
+fn decompress_worker(
+    jobs: &Mutex<mpsc::Receiver<Job>>,
+    results: mpsc::Sender<(Job, Result<Ready>)>,
+    plan: &Plan,
+    pool: &BufPool,
+) {
+    let mut zstd_ctx = zstd::bulk::Decompressor::new().ok();
+    loop {
+        let job = match jobs.lock().map(|rx| rx.recv()) {
+            Ok(Ok(job)) => job,
+            _ => return,
+        };
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            prepare(&job, plan, pool, zstd_ctx.as_mut())
+        }))
+        .unwrap_or_else(|_| {
+            zstd_ctx = None;
+            Err(op_err(
+                OpFailure::Data("decoder panicked".into()),
+                job.done.index,
+                &plan.partitions[job.part].name,
+            ))
+        });
+        if results.send((job, out)).is_err() {
+            return;
+        }
     }
-    Ok(h.digest())
+}
+
+fn prepare(
+    job: &Job,
+    plan: &Plan,
+    pool: &BufPool,
+    zstd_ctx: Option<&mut zstd::bulk::Decompressor<'static>>,
+) -> Result<Ready> {
+    let part = &plan.partitions[job.part];
+    let op = &part.ops[job.op];
+    if job.has_data && op.data_sha256_hash.as_deref() != Some(&sha256(&job.blob)[..]) {
+        return Err(PayloadError::OperationHashMismatch {
+            index: job.done.index,
+            partition: part.name.clone(),
+            offset: job.at,
+        });
+    }
+    if !job.decompress {
+        return Ok(Ready::Blob);
+    }
+    let cap: u64 = op
+        .dst_extents
+        .iter()
+        .map(|x| x.num() * plan.block_size)
+        .sum();
+    let mut out = pool.take();
+    match ops::decompress_into(job.ty, &job.blob, cap, &mut out, zstd_ctx) {
+        Ok(()) => Ok(Ready::Data(out)),
+        Err(f) => {
+            pool.put(out);
+            Err(op_err(f, job.done.index, &part.name))
+        }
+    }
+}
+
+/// Writer: results in operation order, written with positioned writes; stops
+/// at the first failure.
+fn write_in_order(
+    results: mpsc::Receiver<(Job, Result<Ready>)>,
+    done: &mpsc::Sender<Done>,
+    plan: &Plan,
+    slots: &mut Slots,
+    budget: &Budget,
+    pool: &BufPool,
+) -> Result<()> {
+    let bs = plan.block_size;
+    let mut waiting: BTreeMap<usize, (Job, Result<Ready>)> = BTreeMap::new();
+    let mut next = 0usize;
+    let mut scratch = Scratch::default();
+    for (job, out) in results.iter() {
+        waiting.insert(job.seq, (job, out));
+        while let Some((job, out)) = waiting.remove(&next) {
+            next += 1;
+            let part = &plan.partitions[job.part];
+            let op = &part.ops[job.op];
+            let ready = out?;
+            if let Some(slot) = slots.map.get_mut(&part.name) {
+                match &ready {
+                    Ready::Data(d) => {
+                        ops::write_padded(d, &op.dst_extents, bs, slot.target.as_mut())
+                    }
+                    Ready::Blob => {
+                        let source = slot.source.as_mut().map(|b| &mut **b as &mut dyn Storage);
+                        ops::execute(
+                            job.ty,
+                            op,
+                            &job.blob,
+                            bs,
+                            slot.target.as_mut(),
+                            source,
+                            &mut scratch,
+                        )
+                    }
+                }
+                .map_err(|f| op_err(f, job.done.index, &part.name))?;
+            }
+            if let Ready::Data(d) = ready {
+                pool.put(d);
+            }
+            pool.put(job.blob);
+            budget.release(job.cost);
+            let _ = done.send(job.done);
+        }
+    }
+    Ok(())
+}
+
+/// Bytes in flight between the reader and the writer.
+struct Budget {
+    state: Mutex<(u64, bool)>,
+    cv: Condvar,
+    max: u64,
+}
+
+impl Budget {
+    fn new(max: u64) -> Self {
+        Budget {
+            state: Mutex::new((0, false)),
+            cv: Condvar::new(),
+            max,
+        }
+    }
+
+    /// Wait until `n` more bytes fit (always when nothing is in flight);
+    /// false once the writer has stopped.
+    fn acquire(&self, n: u64) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        while !s.1 && s.0 > 0 && s.0 + n > self.max {
+            s = match self.cv.wait(s) {
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+        }
+        if s.1 {
+            return false;
+        }
+        s.0 += n;
+        true
+    }
+
+    fn release(&self, n: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.0 = s.0.saturating_sub(n);
+        }
+        self.cv.notify_all();
+    }
+
+    fn close(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.1 = true;
+        }
+        self.cv.notify_all();
+    }
+}
+
+/// Buffers for blobs and decompressed data, reused so that the pipeline
+/// does not fault in fresh pages for every operation. Holds at most `max`
+/// bytes of capacity.
+struct BufPool {
+    bufs: Mutex<(Vec<Vec<u8>>, u64)>,
+    max: u64,
+}
+
+impl BufPool {
+    fn new(max: u64) -> Self {
+        BufPool {
+            bufs: Mutex::new((Vec::new(), 0)),
+            max,
+        }
+    }
+
+    fn take(&self) -> Vec<u8> {
+        match self.bufs.lock() {
+            Ok(mut b) => match b.0.pop() {
+                Some(v) => {
+                    b.1 -= v.capacity() as u64;
+                    v
+                }
+                None => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn put(&self, mut v: Vec<u8>) {
+        let c = v.capacity() as u64;
+        if c == 0 {
+            return;
+        }
+        if let Ok(mut b) = self.bufs.lock()
+            && b.1 + c <= self.max
+        {
+            v.clear();
+            b.1 += c;
+            b.0.push(v);
+        }
+    }
+}
+
+/// SHA-256 of `[0, len)` of a storage, read back from it. A helper thread
+/// reads the next 4 MiB while this one hashes the last (two buffers).
+pub fn hash_storage(s: &mut dyn Storage, len: u64) -> std::io::Result<[u8; 32]> {
+    const CHUNK: u64 = 4 << 20;
+    if len <= CHUNK {
+        let mut buf = vec![0u8; len as usize];
+        s.read_exact_at(&mut buf, 0)?;
+        return Ok(sha256(&buf));
+    }
+    let (full_tx, full_rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..2 {
+        let _ = empty_tx.send(vec![0u8; CHUNK as usize]);
+    }
+    std::thread::scope(|sc| {
+        sc.spawn(move || {
+            let mut off = 0u64;
+            while off < len {
+                let Ok(mut buf) = empty_rx.recv() else {
+                    return;
+                };
+                let n = (len - off).min(CHUNK) as usize;
+                buf.resize(n, 0);
+                let r = s.read_exact_at(&mut buf, off).map(|()| buf);
+                let failed = r.is_err();
+                if full_tx.send(r).is_err() || failed {
+                    return;
+                }
+                off += n as u64;
+            }
+        });
+        let mut h = ResumableSha256::new();
+        let mut got = 0u64;
+        while got < len {
+            let buf = full_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("read-back thread stopped"))??;
+            h.update(&buf);
+            got += buf.len() as u64;
+            let _ = empty_tx.send(buf);
+        }
+        Ok(h.digest())
+    })
 }
 
 fn target_err(partition: &str, offset: u64, source: std::io::Error) -> PayloadError {
@@ -680,5 +963,36 @@ fn op_err(f: OpFailure, index: usize, partition: &str) -> PayloadError {
             partition,
             what,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_storage_reads_back_any_length() {
+        let data: Vec<u8> = (0..(9 << 20) + 123u32).map(|i| (i % 251) as u8).collect();
+        for len in [0usize, 1, 4 << 20, (4 << 20) + 1, data.len()] {
+            let mut v = data.clone();
+            assert_eq!(
+                hash_storage(&mut v, len as u64).unwrap(),
+                sha256(&data[..len])
+            );
+        }
+        let mut short = vec![0u8; 5 << 20];
+        assert!(hash_storage(&mut short, 9 << 20).is_err());
+    }
+
+    #[test]
+    fn budget_admits_one_oversized_op_and_wakes_on_close() {
+        let b = Budget::new(10);
+        assert!(b.acquire(100));
+        std::thread::scope(|s| {
+            let h = s.spawn(|| b.acquire(1));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            b.close();
+            assert!(!h.join().unwrap());
+        });
     }
 }

@@ -103,8 +103,37 @@ pub fn execute(
 }
 
 /// Decompress a REPLACE_{BZ,XZ,ZSTD} blob into memory, refusing output
-/// longer than `cap` (the destination extents). Used for parallel apply.
+/// longer than `cap` (the destination extents).
 pub fn decompress(ty: OpType, blob: &[u8], cap: u64) -> Result<Vec<u8>, OpFailure> {
+    let mut out = Vec::new();
+    decompress_into(ty, blob, cap, &mut out, None)?;
+    Ok(out)
+}
+
+/// [`decompress`] into a reused buffer (its old contents are dropped). A
+/// single-frame zstd blob is decoded in one call with `zstd_ctx` when given;
+/// anything else (and any error) goes through the streaming decoders, so the
+/// result and the errors are the same as [`execute`]'s.
+pub fn decompress_into(
+    ty: OpType,
+    blob: &[u8],
+    cap: u64,
+    out: &mut Vec<u8>,
+    zstd_ctx: Option<&mut zstd::bulk::Decompressor<'static>>,
+) -> Result<(), OpFailure> {
+    let too_long =
+        || OpFailure::Data("data longer than the operation's destination extents".into());
+    out.clear();
+    if let (OpType::ReplaceZstd, Some(ctx)) = (ty, zstd_ctx)
+        && zstd::zstd_safe::find_frame_compressed_size(blob) == Ok(blob.len())
+    {
+        out.reserve(cap as usize);
+        match ctx.decompress_to_buffer(blob, out) {
+            Ok(n) if n as u64 <= cap => return Ok(()),
+            Ok(_) => return Err(too_long()),
+            Err(_) => out.clear(),
+        }
+    }
     let r: Box<dyn Read + '_> = match ty {
         OpType::ReplaceBz => Box::new(bzip2::read::BzDecoder::new(blob)),
         OpType::ReplaceXz => Box::new(xz2::read::XzDecoder::new(blob)),
@@ -120,16 +149,14 @@ pub fn decompress(ty: OpType, blob: &[u8], cap: u64) -> Result<Vec<u8>, OpFailur
             )));
         }
     };
-    let mut out = Vec::with_capacity(cap as usize);
+    out.reserve((cap as usize).min(64 << 20));
     r.take(cap + 1)
-        .read_to_end(&mut out)
+        .read_to_end(out)
         .map_err(|e| OpFailure::Data(format!("decompressing: {e}")))?;
     if out.len() as u64 > cap {
-        return Err(OpFailure::Data(
-            "data longer than the operation's destination extents".into(),
-        ));
+        return Err(too_long());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Write decompressed data to the extents, zero-padding the tail.
@@ -357,5 +384,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t, new);
+    }
+
+    #[test]
+    fn decompress_into_matches_streaming_and_stops_bombs() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 7) as u8).collect();
+        let one = zstd::encode_all(&data[..], 3).unwrap();
+        let mut two = one.clone();
+        two.extend(zstd::encode_all(&b"second frame"[..], 3).unwrap());
+        let mut ctx = zstd::bulk::Decompressor::new().unwrap();
+        let mut out = vec![1u8; 10];
+        for blob in [&one, &two] {
+            decompress_into(OpType::ReplaceZstd, blob, 200_000, &mut out, Some(&mut ctx)).unwrap();
+            // Only the first frame counts, as in `execute`.
+            assert!(out == data);
+        }
+        // Output longer than the extents: refused on the one-shot path too,
+        // even into a buffer with more capacity than the extents.
+        let mut big = Vec::with_capacity(1 << 20);
+        let e = decompress_into(OpType::ReplaceZstd, &one, 4096, &mut big, Some(&mut ctx));
+        assert!(matches!(e, Err(OpFailure::Data(ref s)) if s.contains("longer than")));
+        let e = decompress_into(OpType::ReplaceZstd, &one, 4096, &mut out, None);
+        assert!(matches!(e, Err(OpFailure::Data(ref s)) if s.contains("longer than")));
+        let e = decompress_into(OpType::ReplaceZstd, b"junk", 4096, &mut out, Some(&mut ctx));
+        assert!(matches!(e, Err(OpFailure::Data(_))));
     }
 }
