@@ -7,6 +7,7 @@
 //! update_engine prefs directory) and [`omaha_client`] (the HTTP client).
 
 pub mod config;
+pub mod dbus;
 pub mod denylist;
 pub mod fsm;
 mod fsutil;

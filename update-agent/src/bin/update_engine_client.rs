@@ -1,0 +1,589 @@
+//! `update_engine_client`: Flatcar's CLI with Flatcar's flags and output,
+//! plus what Flatcar lacks (`-channel`, `-rollback`, `-cancel`, `-json`,
+//! `-deny_list`, `-clear_deny_list`) and honest exit codes: `-update` exits 1
+//! when the update failed, and every error names its cause.
+//!
+//! The bus comes from `DBUS_SYSTEM_BUS_ADDRESS` (else the system bus socket),
+//! as for every D-Bus client.
+
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use std::pin::pin;
+
+use futures_util::StreamExt;
+use futures_util::future::{Either, select};
+use update_agent::dbus::client::{
+    AgentProxy, ManagerProxy, WireStatus, glog_prefix, progress_bar, status_block, watch_lines,
+};
+use update_agent::dbus::{AGENT_INTERFACE, BUS_NAME, MANAGER_INTERFACE};
+use update_agent::fsm::Operation;
+use zbus::proxy::CacheProperties;
+
+/// update_engine_client polls every 5 s during `-update`.
+const POLL: Duration = Duration::from_secs(5);
+
+const USAGE: &str = "\
+update_engine_client: talks to the update engine over D-Bus (com.coreos.update1).
+
+Flatcar's flags (one dash or two; only the first action given runs):
+  -reset_status       Forget an update waiting for reboot; the next boot stays
+                      on the current slot.
+  -status             Print the status as five KEY=VALUE lines.
+  -check_for_update   Ask for an update check and return at once.
+  -update             Check, wait for the update to finish, printing the status
+                      every 5 s (a progress bar on a terminal). Exit status is 0
+                      if the update succeeded or there was none, and 1 if it failed.
+  -watch_for_updates  Log every StatusUpdate signal to stderr; never returns.
+New:
+  -channel NAME       Switch the release channel (GROUP in /etc/flatcar/update.conf);
+                      may be combined with an action, which then runs after it.
+  -json               Print the status as JSON (alone, or with -status/-deny_list).
+  -rollback           Boot the previous slot next (once; falls back if it fails).
+  -cancel             Stop a running update check or download.
+  -deny_list          Print the versions that will never be installed.
+  -clear_deny_list    Empty the deny list.
+  -help, -version
+";
+
+#[derive(Debug, Default)]
+struct Args {
+    reset_status: bool,
+    status: bool,
+    check_for_update: bool,
+    update: bool,
+    watch_for_updates: bool,
+    json: bool,
+    rollback: bool,
+    cancel: bool,
+    deny_list: bool,
+    clear_deny_list: bool,
+    help: bool,
+    version: bool,
+    channel: Option<String>,
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "" | "true" | "1" | "yes" | "t" | "y" => Ok(true),
+        "false" | "0" | "no" | "f" | "n" => Ok(false),
+        _ => Err(format!(
+            "ERROR: illegal value '{v}' specified for bool flag '{name}'"
+        )),
+    }
+}
+
+/// gflags syntax: `-flag`, `--flag`, `-flag=true|false`, `-noflag`,
+/// `-channel NAME`, `-channel=NAME`.
+fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut it = argv.into_iter();
+    while let Some(arg) = it.next() {
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            return Err(format!(
+                "ERROR: unexpected argument '{arg}' (flags start with -)"
+            ));
+        };
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        if name == "channel" {
+            let v = match value {
+                Some(v) => v.to_string(),
+                None => it
+                    .next()
+                    .ok_or("ERROR: flag '-channel' is missing its argument")?,
+            };
+            args.channel = Some(v);
+            continue;
+        }
+        let (flag, negated) = match name.strip_prefix("no") {
+            Some(rest) if flag_slot(&mut Args::default(), rest).is_some() => (rest, true),
+            _ => (name, false),
+        };
+        let mut on = parse_bool(flag, value.unwrap_or(""))?;
+        if negated {
+            if value.is_some() {
+                return Err(format!("ERROR: flag '{name}' does not take a value"));
+            }
+            on = false;
+        }
+        match flag_slot(&mut args, flag) {
+            Some(slot) => *slot = on,
+            None => return Err(format!("ERROR: unknown command line flag '{name}'")),
+        }
+    }
+    Ok(args)
+}
+
+fn flag_slot<'a>(args: &'a mut Args, name: &str) -> Option<&'a mut bool> {
+    Some(match name {
+        "reset_status" => &mut args.reset_status,
+        "status" => &mut args.status,
+        "check_for_update" => &mut args.check_for_update,
+        "update" => &mut args.update,
+        "watch_for_updates" => &mut args.watch_for_updates,
+        "json" => &mut args.json,
+        "rollback" => &mut args.rollback,
+        "cancel" => &mut args.cancel,
+        "deny_list" => &mut args.deny_list,
+        "clear_deny_list" => &mut args.clear_deny_list,
+        "help" | "helpfull" | "helpshort" => &mut args.help,
+        "version" => &mut args.version,
+        _ => return None,
+    })
+}
+
+/// A failure with its cause in words.
+#[derive(Debug)]
+struct Failure(String);
+
+fn uid() -> u32 {
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
+
+/// Turns a D-Bus error into a sentence that names the cause.
+fn explain(e: &zbus::Error, call: &str) -> Failure {
+    let (name, message) = match e {
+        zbus::Error::MethodError(name, msg, _) => {
+            (name.as_str().to_string(), msg.clone().unwrap_or_default())
+        }
+        zbus::Error::FDO(f) => (
+            zbus::DBusError::name(&**f).as_str().to_string(),
+            f.to_string(),
+        ),
+        zbus::Error::InputOutput(io) => {
+            return Failure(format!(
+                "cannot connect to the system bus ({}): {io}; is dbus running?",
+                bus_address()
+            ));
+        }
+        zbus::Error::Address(a) => {
+            return Failure(format!("bad system bus address {:?}: {a}", bus_address()));
+        }
+        other => return Failure(format!("{call}: {other}")),
+    };
+    let text = match name.as_str() {
+        "org.freedesktop.DBus.Error.ServiceUnknown"
+        | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+            format!("the update engine is not running ({BUS_NAME} has no owner on the system bus)")
+        }
+        "org.freedesktop.DBus.Error.AccessDenied" => {
+            let who = if call.starts_with(MANAGER_INTERFACE) {
+                "root or user core"
+            } else {
+                "root"
+            };
+            format!(
+                "permission denied: the D-Bus policy does not let uid {} call {call} (needs {who})",
+                uid()
+            )
+        }
+        "org.freedesktop.DBus.Error.UnknownMethod"
+        | "org.freedesktop.DBus.Error.UnknownInterface"
+        | "org.freedesktop.DBus.Error.UnknownObject" => {
+            format!(
+                "{call} is not supported by the running update engine (Flatcar's update_engine lacks {AGENT_INTERFACE})"
+            )
+        }
+        "org.freedesktop.DBus.Error.NoReply" | "org.freedesktop.DBus.Error.Timeout" => {
+            format!("the update engine did not answer {call} in time")
+        }
+        _ if !message.is_empty() => format!("{call} failed: {message}"),
+        _ => format!("{call} failed: {name}"),
+    };
+    Failure(text)
+}
+
+fn bus_address() -> String {
+    std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+        .unwrap_or_else(|_| "unix:path=/var/run/dbus/system_bus_socket".into())
+}
+
+fn log_info(line: u32, msg: &str) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let prefix = glog_prefix(
+        'I',
+        now,
+        std::process::id(),
+        "update_engine_client.rs",
+        line,
+    );
+    eprintln!("{prefix}{msg}");
+}
+
+struct Client {
+    manager: ManagerProxy<'static>,
+    agent: AgentProxy<'static>,
+}
+
+impl Client {
+    async fn connect() -> Result<Self, Failure> {
+        let conn = zbus::Connection::system()
+            .await
+            .map_err(|e| explain(&e, "connecting"))?;
+        let manager = ManagerProxy::builder(&conn)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| explain(&e, "creating the proxy"))?;
+        let agent = AgentProxy::builder(&conn)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| explain(&e, "creating the proxy"))?;
+        Ok(Self { manager, agent })
+    }
+
+    async fn status(&self) -> Result<WireStatus, Failure> {
+        self.manager
+            .get_status()
+            .await
+            .map(WireStatus::from)
+            .map_err(|e| explain(&e, &format!("{MANAGER_INTERFACE}.GetStatus")))
+    }
+
+    async fn last_error(&self) -> Option<(String, String, u32)> {
+        let kind = self.agent.last_error_kind().await.ok()?;
+        let message = self.agent.last_error_message().await.ok()?;
+        let code = self.agent.last_error_code().await.ok()?;
+        Some((kind, message, code))
+    }
+}
+
+fn agent_call(method: &str) -> String {
+    format!("{AGENT_INTERFACE}.{method}")
+}
+
+async fn status_json(client: &Client) -> Result<serde_json::Value, Failure> {
+    let s = client.status().await?;
+    let mut v = serde_json::json!({
+        "last_checked_time": s.last_checked_time,
+        "progress": s.progress,
+        "current_operation": s.current_operation,
+        "new_version": s.new_version,
+        "new_size": s.new_size,
+    });
+    // The agent's properties, when the running engine has them and the
+    // caller may read them.
+    let a = &client.agent;
+    if let (Ok(channel), Ok(current), Ok(slot)) = (
+        a.channel().await,
+        a.current_version().await,
+        a.booted_slot().await,
+    ) {
+        v["channel"] = channel.into();
+        v["current_version"] = current.into();
+        v["booted_slot"] = slot.into();
+        if let Some((kind, message, code)) = client.last_error().await {
+            v["last_error"] = if kind.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!({ "kind": kind, "message": message, "code": code })
+            };
+        }
+    }
+    Ok(v)
+}
+
+async fn run(args: Args) -> Result<ExitCode, Failure> {
+    if args.help {
+        print!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.version {
+        println!("update_engine_client {}", env!("CARGO_PKG_VERSION"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = Client::connect().await?;
+    if let Some(channel) = &args.channel {
+        client
+            .agent
+            .set_channel(channel)
+            .await
+            .map_err(|e| explain(&e, &agent_call("SetChannel")))?;
+        log_info(
+            line!(),
+            &format!("Channel set to {channel}; the next update check uses it."),
+        );
+    }
+    if args.reset_status {
+        client
+            .manager
+            .reset_status()
+            .await
+            .map_err(|e| explain(&e, &format!("{MANAGER_INTERFACE}.ResetStatus")))?;
+        log_info(
+            line!(),
+            "ResetStatus succeeded; the partition table was restored, the next boot stays on the current slot.",
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.status || (args.json && !args.deny_list) {
+        if args.json {
+            println!("{}", status_json(&client).await?);
+        } else {
+            print!("{}", status_block(&client.status().await?));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.check_for_update {
+        client
+            .manager
+            .attempt_update()
+            .await
+            .map_err(|e| explain(&e, &format!("{MANAGER_INTERFACE}.AttemptUpdate")))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.update {
+        return update(&client).await;
+    }
+    if args.watch_for_updates {
+        return watch(&client).await;
+    }
+    if args.rollback {
+        client
+            .agent
+            .rollback()
+            .await
+            .map_err(|e| explain(&e, &agent_call("Rollback")))?;
+        log_info(
+            line!(),
+            "Rollback staged: the next boot uses the previous slot (once).",
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.cancel {
+        client
+            .agent
+            .cancel()
+            .await
+            .map_err(|e| explain(&e, &agent_call("Cancel")))?;
+        log_info(line!(), "Update canceled.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.deny_list {
+        let list = client
+            .agent
+            .deny_list()
+            .await
+            .map_err(|e| explain(&e, &format!("{AGENT_INTERFACE}.DenyList")))?;
+        if args.json {
+            let items: Vec<_> = list
+                .iter()
+                .map(|(v, since, reason)| serde_json::json!({"version": v, "since": since, "reason": reason}))
+                .collect();
+            println!("{}", serde_json::Value::Array(items));
+        } else {
+            for (version, since, reason) in list {
+                println!("{version}\t{since}\t{reason}");
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.clear_deny_list {
+        client
+            .agent
+            .clear_deny_list()
+            .await
+            .map_err(|e| explain(&e, &agent_call("ClearDenyList")))?;
+        log_info(line!(), "Deny list cleared.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.channel.is_none() {
+        log_info(line!(), "Done.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `-update`: AttemptUpdate, then the status every 5 s (and at once when a
+/// signal says the update ended) until IDLE or UPDATED_NEED_REBOOT.
+async fn update(client: &Client) -> Result<ExitCode, Failure> {
+    let call = format!("{MANAGER_INTERFACE}.AttemptUpdate");
+    let mut signals = client
+        .manager
+        .receive_status_update()
+        .await
+        .map_err(|e| explain(&e, "subscribing to StatusUpdate"))?;
+    let error_before = client.last_error().await;
+    client
+        .manager
+        .attempt_update()
+        .await
+        .map_err(|e| explain(&e, &call))?;
+    let tty = std::io::stdout().is_terminal();
+    let mut saw_error_event = false;
+    let mut seen_active = false;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
+    let mut bar_shown = false;
+    let status = loop {
+        let woke = match select(pin!(ticker.tick()), pin!(signals.next())).await {
+            Either::Left(_) => None,
+            Either::Right((signal, _)) => Some(signal),
+        };
+        let poll_now = match woke {
+            None => true,
+            Some(None) => {
+                return Err(Failure(
+                    "the update engine left the bus during the update".into(),
+                ));
+            }
+            Some(Some(signal)) => {
+                let Ok(a) = signal.args() else { continue };
+                let s = WireStatus {
+                    last_checked_time: a.last_checked_time,
+                    progress: a.progress,
+                    current_operation: a.current_operation.clone(),
+                    new_version: a.new_version.clone(),
+                    new_size: a.new_size,
+                };
+                let op = s.operation();
+                saw_error_event |= op == Some(Operation::ReportingErrorEvent);
+                if tty {
+                    print!("\r{}", progress_bar(&s, 40));
+                    let _ = std::io::stdout().flush();
+                    bar_shown = true;
+                }
+                let done = matches!(op, Some(Operation::Idle | Operation::UpdatedNeedReboot));
+                seen_active |= !done;
+                done && seen_active
+            }
+        };
+        if !poll_now {
+            continue;
+        }
+        let s = client.status().await?;
+        let op = s.operation();
+        saw_error_event |= op == Some(Operation::ReportingErrorEvent);
+        if tty {
+            print!("\r{}", progress_bar(&s, 40));
+            let _ = std::io::stdout().flush();
+            bar_shown = true;
+        } else {
+            print!("{}", status_block(&s));
+        }
+        if matches!(op, Some(Operation::Idle | Operation::UpdatedNeedReboot)) {
+            break s;
+        }
+        seen_active = true;
+    };
+    if bar_shown {
+        println!();
+        print!("{}", status_block(&status));
+    }
+    if status.operation() == Some(Operation::UpdatedNeedReboot) {
+        log_info(line!(), "Update succeeded -- reboot needed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let error_after = client.last_error().await;
+    let new_error = error_after
+        .as_ref()
+        .filter(|e| !e.0.is_empty() && Some(*e) != error_before.as_ref());
+    if saw_error_event || new_error.is_some() {
+        let why = match &error_after {
+            Some((kind, message, code)) if !kind.is_empty() => format!("{message} ({kind}, error code {code})"),
+            _ => "the engine reported an error event (no details: the engine lacks the LastError properties)".into(),
+        };
+        eprintln!("update_engine_client: the update failed: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
+    log_info(line!(), "No update available");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `-watch_for_updates`: log each signal as update_engine_client does.
+async fn watch(client: &Client) -> Result<ExitCode, Failure> {
+    let mut signals = client
+        .manager
+        .receive_status_update()
+        .await
+        .map_err(|e| explain(&e, "subscribing to StatusUpdate"))?;
+    while let Some(signal) = signals.next().await {
+        let Ok(a) = signal.args() else { continue };
+        let s = WireStatus {
+            last_checked_time: a.last_checked_time,
+            progress: a.progress,
+            current_operation: a.current_operation.clone(),
+            new_version: a.new_version.clone(),
+            new_size: a.new_size,
+        };
+        for line in watch_lines(&s) {
+            log_info(line!(), &line);
+        }
+    }
+    Err(Failure(
+        "the signal stream ended (bus connection lost)".into(),
+    ))
+}
+
+fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("update_engine_client: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(code) => code,
+        Err(Failure(why)) => {
+            eprintln!("update_engine_client: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Args, String> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_take_one_or_two_dashes_and_gflags_values() {
+        assert!(p(&["-status"]).unwrap().status);
+        assert!(p(&["--status"]).unwrap().status);
+        assert!(p(&["--update=true"]).unwrap().update);
+        assert!(!p(&["-update=false"]).unwrap().update);
+        assert!(!p(&["-update", "-noupdate"]).unwrap().update);
+        assert_eq!(
+            p(&["-channel", "beta"]).unwrap().channel.as_deref(),
+            Some("beta")
+        );
+        assert_eq!(
+            p(&["--channel=alpha"]).unwrap().channel.as_deref(),
+            Some("alpha")
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        assert_eq!(
+            p(&["-bogus"]).unwrap_err(),
+            "ERROR: unknown command line flag 'bogus'"
+        );
+        assert_eq!(
+            p(&["-channel"]).unwrap_err(),
+            "ERROR: flag '-channel' is missing its argument"
+        );
+        assert!(p(&["status"]).is_err());
+        assert!(p(&["-status=maybe"]).is_err());
+    }
+}
