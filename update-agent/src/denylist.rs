@@ -173,7 +173,14 @@ impl DenyList {
             .iter()
             .map(|d| format!("{}\t{}\t{}\n", d.version, d.since, d.reason))
             .collect();
-        write_atomic(&self.path, text.as_bytes(), 0o644).map_err(|source| DenyListError::Write {
+        let write = || {
+            // The state directory may not exist yet on a fresh node.
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            write_atomic(&self.path, text.as_bytes(), 0o644)
+        };
+        write().map_err(|source| DenyListError::Write {
             path: self.path.clone(),
             source,
         })
@@ -206,6 +213,14 @@ mod tests {
         assert!(!list.remove("3510.2.0").unwrap());
         list.clear().unwrap();
         assert!(list.entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn creates_the_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = DenyList::in_dir(&dir.path().join("var/lib/update_engine"));
+        list.add("3510.2.0", "x", 1).unwrap();
+        assert!(list.contains("3510.2.0").unwrap());
     }
 
     #[test]

@@ -7,13 +7,18 @@
 //! update_engine prefs directory) and [`omaha_client`] (the HTTP client).
 
 pub mod config;
+pub mod daemon;
 pub mod dbus;
 pub mod denylist;
+pub mod download;
 pub mod fsm;
 mod fsutil;
+pub mod health;
 pub mod http;
+pub mod install;
 pub mod omaha_client;
 pub mod prefs;
 pub mod schedule;
+pub mod slots;
 
 pub use fsutil::write_atomic;
