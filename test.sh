@@ -16,6 +16,12 @@ declare -A tools=(
   [xz]=xz-utils
   [zstd]=zstd
   [mkfs.ext4]=e2fsprogs
+  [etcd]=etcd-server
+  [etcdctl]=etcd-client
+  [dbus-daemon]=dbus
+  [gdbus]=libglib2.0-bin
+  [busctl]=systemd
+  [systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!tools[@]}"; do
