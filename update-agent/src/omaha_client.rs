@@ -77,7 +77,7 @@ pub enum OmahaClientError {
     Response(#[from] ResponseError),
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {

@@ -132,14 +132,26 @@ fragment!(
     DownloadFragment {
         /// Bandwidth cap in bytes per second; 0 means unlimited.
         bandwidth_limit: u64,
+        /// Restarts of an interrupted transfer (update_engine: 20).
+        retries: u32,
+        /// Wait before a restart, in milliseconds (update_engine: 20 s).
+        retry_delay_ms: u64,
+        /// Abort when the speed stays below this many bytes/s…
+        low_speed_limit: u64,
+        /// …for this long (update_engine: 10 B/s for 90 s).
+        low_speed_time_secs: u64,
     }
 );
 
 fragment!(
     /// `[install]`
     InstallFragment {
-        /// Use this disk instead of the one backing `/usr`.
+        /// Use this disk (or disk image) instead of the one backing `/usr`.
         slot_device: PathBuf,
+        /// With `slot_device`: the slot that is booted (`A` or `B`).
+        booted_slot: String,
+        /// Directory of `vmlinuz-a`/`vmlinuz-b` on the ESP.
+        kernel_dir: PathBuf,
         /// Directory of trusted payload signing keys.
         trusted_keys_dir: PathBuf,
         /// Accept an offered version lower than the running one.
@@ -210,8 +222,20 @@ pub struct Settings {
     pub schedule: ScheduleConfig,
     /// Bytes per second; `None` is unlimited.
     pub bandwidth_limit: Option<u64>,
+    /// Restarts of an interrupted payload transfer.
+    pub download_retries: u32,
+    /// Wait before restarting a transfer.
+    pub download_retry_delay: Duration,
+    /// Low-speed abort threshold (bytes/s) …
+    pub low_speed_limit: u64,
+    /// … sustained for this long.
+    pub low_speed_time: Duration,
     /// Disk override.
     pub slot_device: Option<PathBuf>,
+    /// The booted slot when `slot_device` is set.
+    pub booted_slot: Option<cgpt::Slot>,
+    /// Kernel directory on the ESP (node path).
+    pub kernel_dir: PathBuf,
     /// Trusted payload keys.
     pub trusted_keys_dir: PathBuf,
     /// Accept downgrades.
@@ -261,13 +285,23 @@ impl Settings {
     pub const DEFAULT_STATE_DIR: &'static str = "/var/lib/update_engine";
     /// Default reboot marker (`/var/run` is `/run` on Flatcar).
     pub const DEFAULT_REBOOT_MARKER: &'static str = "/run/update_engine_autoupdate_completed";
+    /// Default kernel directory on the ESP.
+    pub const DEFAULT_KERNEL_DIR: &'static str = "/boot/flatcar";
     /// Default trusted key directory.
     pub const DEFAULT_TRUSTED_KEYS_DIR: &'static str = "/usr/share/update-agent/trusted-keys.d";
 
     /// Loads and validates the layered files under `root`.
     pub fn load(root: &Root) -> Result<Self, SettingsError> {
+        Self::load_with(root, None)
+    }
+
+    /// Like [`Settings::load`], with `extra` (a host path, e.g. from
+    /// `--config`) applied last.
+    pub fn load_with(root: &Root, extra: Option<&Path>) -> Result<Self, SettingsError> {
         let mut merged = Fragment::default();
-        for path in config_files(root)? {
+        let mut files = config_files(root)?;
+        files.extend(extra.map(Path::to_path_buf));
+        for path in files {
             let text = fsutil::read_optional(&path)
                 .map_err(|source| SettingsError::Read {
                     path: path.clone(),
@@ -340,11 +374,37 @@ impl Settings {
             )?,
             schedule,
             bandwidth_limit: f.download.bandwidth_limit.filter(|&b| b > 0),
+            download_retries: f.download.retries.unwrap_or(20),
+            download_retry_delay: Duration::from_millis(
+                f.download.retry_delay_ms.unwrap_or(20_000),
+            ),
+            low_speed_limit: f.download.low_speed_limit.unwrap_or(10),
+            low_speed_time: nonzero(
+                "download.low_speed_time_secs",
+                secs(f.download.low_speed_time_secs, Duration::from_secs(90)),
+            )?,
+            booted_slot: f
+                .install
+                .booted_slot
+                .map(|s| {
+                    s.parse::<cgpt::Slot>()
+                        .map_err(|reason| SettingsError::Invalid {
+                            field: "install.booted_slot",
+                            reason,
+                        })
+                })
+                .transpose()?,
             slot_device: f
                 .install
                 .slot_device
                 .map(|p| absolute("install.slot_device", p))
                 .transpose()?,
+            kernel_dir: absolute(
+                "install.kernel_dir",
+                f.install
+                    .kernel_dir
+                    .unwrap_or_else(|| Self::DEFAULT_KERNEL_DIR.into()),
+            )?,
             trusted_keys_dir: absolute(
                 "install.trusted_keys_dir",
                 f.install

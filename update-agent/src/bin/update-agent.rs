@@ -1,0 +1,97 @@
+//! `update-agent`: the update daemon.
+//!
+//! ```text
+//! update-agent [daemon] [--root DIR] [--config FILE] [--once]
+//! ```
+//!
+//! `--once` runs exactly one interactive check→install cycle and exits:
+//! 0 = an update was installed (reboot to use it), 3 = no update (or one
+//! is already staged), 1 = the check or install failed (the error is
+//! printed).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use update_agent::config::Root;
+use update_agent::daemon::{Daemon, Outcome};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "A/B OS update agent (update_engine replacement)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    daemon: DaemonArgs,
+}
+
+#[derive(Debug, clap::Args, Clone)]
+struct DaemonArgs {
+    /// Directory that stands for `/` (tests and the demo use a tempdir).
+    #[arg(long, default_value = "/", global = true)]
+    root: PathBuf,
+    /// Extra TOML settings file (host path), applied last.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Run one check→install cycle and exit (0 updated, 3 no update, 1 failed).
+    #[arg(long, global = true)]
+    once: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Daemon,
+    // health-gate: the lead adds `update_agent::health::run_cli`; wire a
+    // `HealthGate` subcommand here once that function exists.
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Daemon) {
+        Command::Daemon => match run_daemon(&cli.daemon) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("update-agent: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let root = Root::new(&args.root);
+    let mut daemon = Daemon::new(root, args.config.clone()).context("loading settings")?;
+    if args.once {
+        let outcome = rt.block_on(daemon.run_once());
+        match &outcome {
+            Outcome::Updated { version } => {
+                println!("UPDATE_STATUS_UPDATED_NEED_REBOOT {version}")
+            }
+            Outcome::NoUpdate => println!("UPDATE_STATUS_IDLE no update"),
+            Outcome::AlreadyUpdated => {
+                println!("UPDATE_STATUS_UPDATED_NEED_REBOOT (already staged)")
+            }
+            Outcome::Failed(e) => {
+                println!("UPDATE_STATUS_IDLE failed");
+                eprintln!("update-agent: error {} ({}): {}", e.code, e.kind, e.message);
+            }
+        }
+        return Ok(ExitCode::from(outcome.exit_code() as u8));
+    }
+    rt.block_on(daemon.run());
+    Ok(ExitCode::SUCCESS)
+}
