@@ -3,7 +3,8 @@
 #   payload/bench.sh full    # 1. full apply of a SIZE_MB image vs xz/zstd | tee sha256sum | dd
 #   payload/bench.sh delta   # 2+3. delta size/time on two PyPI wheel releases vs bsdiff and zstd --patch-from
 # Env: BENCH_DIR (default /tmp/payload-bench), SIZE_MB (1024), ZSTD_LEVEL (19),
-#      WHEEL (scipy), OLD_VER (1.13.0), NEW_VER (1.13.1).
+#      WHEEL (scipy), OLD_VER (1.13.0), NEW_VER (1.13.1), ROUNDS (3: the
+#      zstd apply and its pipeline alternate this many times; xz twice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${BENCH_DIR:-/tmp/payload-bench}
@@ -39,18 +40,22 @@ full() {
     truncate -s $((SIZE_MB << 20)) "$img"
   fi
   echo "== 1. full apply, ${SIZE_MB} MiB image ($(nproc) cores)"
-  [ -f "$W/full-xz.bin" ] || run "generate v2 (xz+bzip2, 2 MiB chunks)" "$P" generate --target "$img" --key "$W/k.key" -o "$W/full-xz.bin" && echo
-  [ -f "$W/full-zstd.bin" ] || run "generate v2 (zstd -$ZL, 2 MiB chunks)" "$P" generate --target "$img" --compressors zstd --zstd-level "$ZL" --key "$W/k.key" -o "$W/full-zstd.bin" && echo
+  [ -f "$W/full-xz.bin" ] || run "generate v2 --aosp (xz+bzip2, 2 MiB chunks)" "$P" generate --aosp --target "$img" --key "$W/k.key" -o "$W/full-xz.bin" && echo
+  [ -f "$W/full-zstd.bin" ] || run "generate v2 default (zstd -$ZL, 2 MiB chunks)" "$P" generate --target "$img" --zstd-level "$ZL" --key "$W/k.key" -o "$W/full-zstd.bin" && echo
   [ -f "$img.xz" ] || xz -6 -T2 -c "$img" > "$img.xz"
   [ -f "$img.zst" ] || zstd -q -T2 -"$ZL" -c "$img" > "$img.zst"
   ls -l "$W/full-xz.bin" "$W/full-zstd.bin" "$img.xz" "$img.zst" | awk '{printf "  %-40s %12d bytes\n", $9, $5}'
   rm -f "$W/t.img"
-  run "payload apply (xz payload)" "$P" apply "$W/full-xz.bin" --keys "$W/ring" --target "$W/t.img" --no-progress; mbps "$SIZE_MB"
-  cmp "$W/t.img" "$img"
-  run "payload apply (zstd payload)" "$P" apply "$W/full-zstd.bin" --keys "$W/ring" --target "$W/t.img" --no-progress; mbps "$SIZE_MB"
-  cmp "$W/t.img" "$img"
-  run "xz -dc | tee >(sha256sum) | dd" bash -c "xz -dc '$img.xz' | tee >(sha256sum >/dev/null) | dd of='$W/t.img' bs=1M conv=notrunc status=none"; mbps "$SIZE_MB"
-  run "zstd -dc | tee >(sha256sum) | dd" bash -c "zstd -q -dc '$img.zst' | tee >(sha256sum >/dev/null) | dd of='$W/t.img' bs=1M conv=notrunc status=none"; mbps "$SIZE_MB"
+  for _ in $(seq "${ROUNDS:-3}"); do
+    run "payload apply (zstd payload)" "$P" apply "$W/full-zstd.bin" --keys "$W/ring" --target "$W/t.img" --no-progress; mbps "$SIZE_MB"
+    cmp "$W/t.img" "$img"
+    run "zstd -dc | tee >(sha256sum) | dd" bash -c "zstd -q -dc '$img.zst' | tee >(sha256sum >/dev/null) | dd of='$W/t.img' bs=1M conv=notrunc status=none"; mbps "$SIZE_MB"
+  done
+  for _ in 1 2; do
+    run "payload apply (xz+bzip2 payload)" "$P" apply "$W/full-xz.bin" --keys "$W/ring" --target "$W/t.img" --no-progress; mbps "$SIZE_MB"
+    cmp "$W/t.img" "$img"
+    run "xz -dc | tee >(sha256sum) | dd" bash -c "xz -dc '$img.xz' | tee >(sha256sum >/dev/null) | dd of='$W/t.img' bs=1M conv=notrunc status=none"; mbps "$SIZE_MB"
+  done
 }
 
 delta() {

@@ -487,7 +487,7 @@ impl<'a> Applier<'a> {
         let limit = self.opts.limits.max_op_size;
         let bs = plan.block_size;
         let budget = &Budget::new(IN_FLIGHT);
-        let pool = &BufPool::new(IN_FLIGHT);
+        let pool = &BufPool::new(IN_FLIGHT / 2);
         let has_slot: Vec<bool> = plan
             .partitions
             .iter()
@@ -645,7 +645,7 @@ fn needs_source(op: &crate::proto::InstallOperation) -> bool {
 /// (an operation bigger than this runs alone). With the blob buffers kept
 /// for reuse, the pipeline's memory is about twice this, or two operations
 /// of `Limits::max_op_size` when those are bigger.
-pub const IN_FLIGHT: u64 = 24 << 20;
+pub const IN_FLIGHT: u64 = 16 << 20;
 
 /// One operation on its way through the pipeline.
 struct Job {

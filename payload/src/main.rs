@@ -62,9 +62,15 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         major: u64,
         /// Also try zstd (project minor version 64; AOSP tools cannot read it).
+        /// zstd is already the v2 default; this adds it to --compressors / --aosp.
         #[arg(long)]
         zstd: bool,
-        /// Compressors to try, comma separated (xz,bzip2,zstd).
+        /// AOSP-compatible v2 payload: xz + bzip2 (minor 0 full / 4 delta)
+        /// instead of the default zstd (minor 64).
+        #[arg(long, conflicts_with = "compressors")]
+        aosp: bool,
+        /// Compressors to try, comma separated (xz,bzip2,zstd); default zstd
+        /// (v2) or bzip2 (v1, Flatcar).
         #[arg(long, value_delimiter = ',')]
         compressors: Option<Vec<String>>,
         /// zstd level when zstd is tried.
@@ -254,6 +260,7 @@ fn run(cli: Cli) -> Result<()> {
             images,
             major,
             zstd,
+            aosp,
             zstd_level,
             compressors,
             keys,
@@ -266,6 +273,8 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut opts = if major == 1 {
                 GenOptions::flatcar_v1()
+            } else if aosp {
+                GenOptions::aosp()
             } else {
                 GenOptions::default()
             };
