@@ -173,6 +173,8 @@ struct ServedFile {
     cut_after: Option<u64>,
     /// …for this many more responses.
     cuts_left: usize,
+    /// On a cut, keep the connection open (silent) instead of closing it.
+    stall: bool,
 }
 
 #[derive(Debug, Default)]
@@ -261,6 +263,7 @@ impl OmahaServer {
                 data: Arc::new(data),
                 cut_after: None,
                 cuts_left: 0,
+                stall: false,
             },
         );
     }
@@ -275,6 +278,28 @@ impl OmahaServer {
             .expect("serve_file first");
         f.cut_after = Some(bytes);
         f.cuts_left = times;
+    }
+
+    /// Every following response for `/files/{name}` sends `bytes` body
+    /// bytes and then goes silent with the connection open (a hung server,
+    /// or a daemon killed mid-download); [`OmahaServer::unstall_file`]
+    /// ends it for new requests.
+    pub fn stall_file_after(&self, name: &str, bytes: u64) {
+        self.cut_file_after(name, bytes, usize::MAX);
+        let mut s = self.lock();
+        if let Some(f) = s.files.get_mut(&format!("/files/{name}")) {
+            f.stall = true;
+        }
+    }
+
+    /// Serves `/files/{name}` normally again.
+    pub fn unstall_file(&self, name: &str) {
+        let mut s = self.lock();
+        if let Some(f) = s.files.get_mut(&format!("/files/{name}")) {
+            f.stall = false;
+            f.cut_after = None;
+            f.cuts_left = 0;
+        }
     }
 
     /// Every request so far.
@@ -427,10 +452,16 @@ async fn handle(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) -> std::io::R
             } else {
                 None
             };
-            (f.data.clone(), cut)
+            (f.data.clone(), cut, f.stall)
         });
         return match file {
-            Some((data, cut)) => serve_file(&mut stream, &head, &data, cut).await,
+            Some((data, cut, stall)) => {
+                let r = serve_file(&mut stream, &head, &data, cut).await;
+                if stall && cut.is_some() {
+                    tokio::time::sleep(Duration::from_secs(300)).await;
+                }
+                r
+            }
             None => respond(&mut stream, 404, "text/plain", b"not found").await,
         };
     }
