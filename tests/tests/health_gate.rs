@@ -89,7 +89,7 @@ impl Node {
     fn env(&self, booted: Slot, version: &str, boot_id: &str) -> GateEnv {
         GateEnv {
             root: Root::new(self.dir.path()),
-            disk: "/disk.img".into(),
+            disk: self.path("disk.img"),
             booted,
             version: version.into(),
             boot_id: boot_id.into(),

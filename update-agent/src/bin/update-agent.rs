@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! update-agent [daemon] [--root DIR] [--config FILE] [--once]
+//! update-agent health-gate [--root DIR] [--config FILE]
 //! ```
 //!
 //! `--once` runs exactly one interactive check→install cycle and exits:
@@ -43,8 +44,9 @@ struct DaemonArgs {
 enum Command {
     /// Run the daemon (the default).
     Daemon,
-    // health-gate: the lead adds `update_agent::health::run_cli`; wire a
-    // `HealthGate` subcommand here once that function exists.
+    /// Run the post-boot health gate once: bless the booted slot, or mark it
+    /// bad and reboot into the previous one (exit 0: slot good, 1: failed).
+    HealthGate,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,13 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Daemon) {
+        Command::HealthGate => match run_health_gate(&cli.daemon) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("update-agent health-gate: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Daemon => match run_daemon(&cli.daemon) {
             Ok(code) => code,
             Err(e) => {
@@ -65,6 +74,20 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn run_health_gate(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let root = Root::new(&args.root);
+    let outcome = rt.block_on(update_agent::health::run_node(
+        &root,
+        args.config.as_deref(),
+    ))?;
+    println!("{outcome:?}");
+    Ok(ExitCode::from(outcome.exit_code()))
 }
 
 fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {

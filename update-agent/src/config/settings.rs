@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::Root;
 use crate::fsutil;
+use crate::health::HealthConfig;
 use crate::prefs::Prefs;
 use crate::schedule::ScheduleConfig;
 
@@ -172,6 +173,31 @@ fragment!(
     }
 );
 
+fragment!(
+    /// `[health]`: the post-boot health gate (see [`crate::health`]).
+    HealthFragment {
+        /// Units whose activation means the boot settled.
+        settle_units: Vec<String>,
+        /// Deadline for the boot to settle.
+        settle_timeout_secs: u64,
+        /// Units that must be active for a new slot to pass.
+        required_units: Vec<String>,
+        /// Units whose failure is only logged.
+        wanted_units: Vec<String>,
+        /// Deadline of each check executable.
+        check_timeout_secs: u64,
+        /// The `systemctl` command (tests substitute a stand-in).
+        systemctl: Vec<String>,
+        /// Reboot after a failed gate (default: `install.reboot_command`,
+        /// else logind's Reboot).
+        reboot_command: Vec<String>,
+        /// At most this many gate reboots...
+        max_reboots: u32,
+        /// ...within this many seconds.
+        reboot_window_secs: u64,
+    }
+);
+
 /// One configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +217,9 @@ pub struct Fragment {
     /// `[state]`
     #[serde(default)]
     pub state: StateFragment,
+    /// `[health]`
+    #[serde(default)]
+    pub health: HealthFragment,
 }
 
 impl Fragment {
@@ -206,6 +235,7 @@ impl Fragment {
         self.download.merge(other.download);
         self.install.merge(other.install);
         self.state.merge(other.state);
+        self.health.merge(other.health);
     }
 }
 
@@ -246,6 +276,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Reboot-pending marker.
     pub reboot_marker: PathBuf,
+    /// The post-boot health gate.
+    pub health: HealthConfig,
 }
 
 impl Default for Settings {
@@ -278,6 +310,48 @@ fn nonzero(field: &'static str, d: Duration) -> Result<Duration, SettingsError> 
     } else {
         Ok(d)
     }
+}
+
+fn command(
+    field: &'static str,
+    cmd: Option<Vec<String>>,
+) -> Result<Option<Vec<String>>, SettingsError> {
+    match cmd {
+        Some(c) if c.is_empty() || c[0].is_empty() => Err(SettingsError::Invalid {
+            field,
+            reason: "must name a program".into(),
+        }),
+        other => Ok(other),
+    }
+}
+
+fn health_config(
+    h: HealthFragment,
+    install_reboot: Option<&Vec<String>>,
+) -> Result<HealthConfig, SettingsError> {
+    let d = HealthConfig::default();
+    let reboot_command = command("health.reboot_command", h.reboot_command)?
+        .or_else(|| install_reboot.cloned())
+        .unwrap_or(d.reboot_command);
+    Ok(HealthConfig {
+        settle_units: h.settle_units.unwrap_or(d.settle_units),
+        settle_timeout_secs: h.settle_timeout_secs.unwrap_or(d.settle_timeout_secs),
+        required_units: h.required_units.unwrap_or(d.required_units),
+        wanted_units: h.wanted_units.unwrap_or(d.wanted_units),
+        check_timeout_secs: nonzero(
+            "health.check_timeout_secs",
+            secs(
+                h.check_timeout_secs,
+                Duration::from_secs(d.check_timeout_secs),
+            ),
+        )?
+        .as_secs(),
+        systemctl: command("health.systemctl", h.systemctl)?.unwrap_or(d.systemctl),
+        reboot_command,
+        max_reboots: h.max_reboots.unwrap_or(d.max_reboots),
+        reboot_window_secs: h.reboot_window_secs.unwrap_or(d.reboot_window_secs),
+        poll_interval_ms: d.poll_interval_ms,
+    })
 }
 
 impl Settings {
@@ -358,7 +432,9 @@ impl Settings {
             }
             other => other,
         };
+        let health = health_config(f.health, reboot_command.as_ref())?;
         Ok(Self {
+            health,
             ca_bundle: f
                 .omaha
                 .ca_bundle

@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cgpt::{FileDisk, Slot};
-use serde::Deserialize;
 use tracing::{error, info, warn};
 
 use crate::config::Root;
@@ -38,9 +37,8 @@ use checks::UnitProbe;
 use decide::{Start, Verdict};
 use guard::RebootGuard;
 
-/// The `[health]` settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// The `[health]` settings (validated; see `config::settings` for the file form).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthConfig {
     /// Units whose activation means "the boot has settled".
     pub settle_units: Vec<String>,
@@ -104,7 +102,7 @@ pub const REBOOT_RECORDS: &str = "health/reboots";
 pub struct GateEnv {
     /// Every path hangs off this root.
     pub root: Root,
-    /// The disk holding the USR slots (an image file in tests).
+    /// The disk holding the USR slots (host path; an image file in tests).
     pub disk: PathBuf,
     /// The slot we booted from.
     pub booted: Slot,
@@ -138,6 +136,16 @@ pub enum Outcome {
     NoFallback { failures: Vec<String> },
 }
 
+impl Outcome {
+    /// The gate's exit status: 0 when the booted slot is good, 1 when it failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::AlreadyGood | Outcome::RolledBack { .. } | Outcome::Blessed => 0,
+            Outcome::FellBack { .. } | Outcome::NoFallback { .. } => 1,
+        }
+    }
+}
+
 /// What happened to the reboot after a fallback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RebootResult {
@@ -163,6 +171,12 @@ pub enum HealthError {
         what: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Settings(#[from] crate::config::settings::SettingsError),
+    #[error(transparent)]
+    Node(#[from] crate::config::flatcar::FlatcarConfigError),
+    #[error("finding the booted slot: {0}")]
+    Slots(#[from] crate::slots::SlotError),
 }
 
 impl HealthError {
@@ -173,6 +187,9 @@ impl HealthError {
             HealthError::Open { .. } => "health_open_disk",
             HealthError::DenyList(e) => e.error_kind(),
             HealthError::Io { .. } => "health_io",
+            HealthError::Settings(e) => e.error_kind(),
+            HealthError::Node(e) => e.error_kind(),
+            HealthError::Slots(e) => e.error_kind(),
         }
     }
 }
@@ -224,6 +241,46 @@ impl Reporter for OmahaReporter {
     }
 }
 
+impl<R: Reporter + Sync> Reporter for Option<R> {
+    async fn report(&self, event: omaha::Event) -> Result<(), String> {
+        match self {
+            Some(r) => r.report(event).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// `update-agent health-gate`: everything from the node's own configuration
+/// (settings, `update.conf`, the booted slot behind `/usr`), then [`run`].
+pub async fn run_node(root: &Root, extra_config: Option<&Path>) -> Result<Outcome, HealthError> {
+    use crate::config::flatcar::NodeIdentity;
+    use crate::omaha_client::{ClientOptions, OmahaClient};
+    let settings = crate::config::settings::Settings::load_with(root, extra_config)?;
+    let plan = crate::slots::detect(root, &settings)?;
+    let prefs = settings.prefs(root);
+    let node = NodeIdentity::load(root, &prefs)?;
+    let env = GateEnv {
+        root: root.clone(),
+        disk: plan.disk,
+        booted: plan.booted,
+        version: node.config.version().to_string(),
+        boot_id: node.boot_id.to_string(),
+        state_dir: settings.state_dir.clone(),
+    };
+    // Reporting is best effort: a node with updates disabled or a bad SERVER still gets its gate.
+    let reporter = match OmahaClient::new(
+        node.config.server(),
+        &ClientOptions::from_settings(&settings, root),
+    ) {
+        Ok(client) => Some(OmahaReporter::new(client, node.client_info())),
+        Err(e) => {
+            warn!(error = %e, "not reporting the health gate's result");
+            None
+        }
+    };
+    run(&env, &settings.health, &reporter).await
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -236,7 +293,7 @@ pub async fn run<R: Reporter>(
     cfg: &HealthConfig,
     reporter: &R,
 ) -> Result<Outcome, HealthError> {
-    let disk_path = env.root.join(&env.disk);
+    let disk_path = env.disk.clone();
     let open = || {
         FileDisk::open_rw(&disk_path).map_err(|source| HealthError::Open {
             path: disk_path.clone(),
