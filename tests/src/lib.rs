@@ -5,6 +5,7 @@
 
 pub mod dbus_bus;
 pub mod fixture;
+pub mod lifecycle;
 pub mod omaha_server;
 
 pub use omaha_server::{OmahaServer, RecordedRequest, Reply, UpdateSpec};

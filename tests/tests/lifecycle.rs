@@ -3,11 +3,9 @@
 //! "reboot" of the disk image, and the real health gate (`health::run_node`, what
 //! `update-agent health-gate` runs) blesses the slot or falls back.
 
-use std::os::unix::fs::PermissionsExt;
-
 use cgpt::Slot;
 use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, RUNNING, USR_MIB};
-use e2e::{OmahaServer, Reply, UpdateSpec, omaha_log};
+use e2e::{OmahaServer, Reply, UpdateSpec, lifecycle, omaha_log};
 use update_agent::config::Root;
 use update_agent::daemon::{Daemon, Outcome as InstallOutcome};
 use update_agent::denylist::DenyList;
@@ -29,35 +27,14 @@ impl Life {
         let usr = fixture::image_bytes(7, (USR_MIB << 20) as usize);
         let payload = node.payload(NEW, BOARD, &usr, b"kernel of 3600.0.0\n");
         server.serve_file(PAYLOAD_NAME, payload.clone());
-        let script = |name: &str, body: &str| {
-            let p = node.path(&format!("/test-bin/{name}"));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        };
-        // systemd stand-in: the boot always settles; reboots are only recorded.
-        script("systemctl", "exit 0");
-        script(
-            "reboot",
-            &format!("echo reboot >> {}", node.path("/reboots.log").display()),
-        );
-        let life = Life {
+        lifecycle::install_stand_ins(&node);
+        lifecycle::configure(&node, Slot::A);
+        Life {
             server,
             node,
             payload,
-            boots: 0,
-        };
-        life.configure(Slot::A);
-        life
-    }
-
-    fn configure(&self, booted: Slot) {
-        let bin = self.node.path("/test-bin");
-        self.node.add_config(&format!(
-            "[install]\nbooted_slot = \"{booted:?}\"\n\n[health]\nsystemctl = [\"{0}/systemctl\"]\n\
-             reboot_command = [\"{0}/reboot\"]\nsettle_timeout_secs = 5\ncheck_timeout_secs = 5\n",
-            bin.display()
-        ));
+            boots: 1,
+        }
     }
 
     fn offer(&self) {
@@ -71,27 +48,16 @@ impl Life {
         daemon.run_once().await
     }
 
-    /// A reboot: GRUB picks a slot; the node comes up with that slot's /usr
-    /// (release file), a new boot id and an empty /run.
     fn reboot(&mut self) -> Slot {
         self.boots += 1;
-        let mut disk = cgpt::FileDisk::open_rw(&self.node.disk).unwrap();
-        let entry = cgpt::slot::boot_next(&mut disk).expect("GRUB finds a bootable slot");
-        let slot = Slot::from_label(&entry.label).unwrap();
-        let version = if slot == Slot::A { RUNNING } else { NEW };
-        std::fs::write(
-            self.node.path("/usr/share/flatcar/release"),
-            format!("FLATCAR_RELEASE_VERSION={version}\nFLATCAR_RELEASE_BOARD={BOARD}\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            self.node.path("/proc/sys/kernel/random/boot_id"),
-            format!("3a2f4d8e-0000-4000-8000-{:012}\n", self.boots + 1),
-        )
-        .unwrap();
-        let _ = std::fs::remove_dir_all(self.node.path("/run"));
-        self.configure(slot);
-        slot
+        let version = |s: Slot| {
+            if s == Slot::A {
+                RUNNING.to_string()
+            } else {
+                NEW.to_string()
+            }
+        };
+        lifecycle::reboot(&self.node, self.boots, version).expect("GRUB finds a bootable slot")
     }
 
     async fn gate(&self) -> Outcome {
@@ -101,16 +67,11 @@ impl Life {
     }
 
     fn check(&self, kind: &str, name: &str, body: &str) {
-        let p = self
-            .node
-            .path(&format!("/etc/update-agent/health.d/{kind}/{name}"));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        lifecycle::add_check(&self.node, kind, name, body);
     }
 
     fn reboots_issued(&self) -> usize {
-        std::fs::read_to_string(self.node.path("/reboots.log")).map_or(0, |s| s.lines().count())
+        lifecycle::reboots_requested(&self.node)
     }
 }
 
