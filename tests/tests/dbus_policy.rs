@@ -111,9 +111,12 @@ fn an_unprivileged_caller_is_refused_but_receives_status_signals() {
     assert!(!conf.exists());
 
     // Signals still reach the unprivileged user: a status change is seen.
+    // (Apart in time: the service broadcasts the latest status, so two
+    // changes within microseconds may be seen as one.)
     f.engine
         .apply(Event::CheckRequested { interactive: false })
         .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     f.engine.apply(Event::NoUpdate).unwrap();
     let seen = monitor.wait_for(Duration::from_secs(10), |l| {
         l.contains("StatusUpdate") && l.contains("UPDATE_STATUS_CHECKING_FOR_UPDATE")

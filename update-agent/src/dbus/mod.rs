@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod daemon_engine;
 mod engine;
 pub mod manager;
 pub mod sim;
