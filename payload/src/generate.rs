@@ -37,6 +37,10 @@ pub struct GenOptions {
     pub timestamp: Option<i64>,
     pub xz_level: u32,
     pub zstd_level: i32,
+    /// Delta: also bsdiff each changed run against the old data at its
+    /// position when content-matched old blocks were found (slower, rarely
+    /// smaller).
+    pub thorough_diff: bool,
 }
 
 /// Defaults: v2, REPLACE_ZSTD chunks (project minor version 64). zstd
@@ -54,6 +58,7 @@ impl Default for GenOptions {
             timestamp: None,
             xz_level: 6,
             zstd_level: 19,
+            thorough_diff: false,
         }
     }
 }
@@ -398,7 +403,12 @@ fn diff_piece(
         candidates.push(matched);
     }
     let margin = len.max(64);
-    for s in [shift, 0] {
+    let positional = if candidates.is_empty() || opts.thorough_diff {
+        &[shift, 0][..]
+    } else {
+        &[]
+    };
+    for &s in positional {
         let center = (start as i64 + s).clamp(0, old_blocks as i64 - 1) as u64;
         let lo = center.saturating_sub(margin);
         let hi = (center + len + margin).min(old_blocks);

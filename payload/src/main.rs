@@ -69,6 +69,10 @@ enum Cmd {
         /// instead of the default zstd (minor 64).
         #[arg(long, conflicts_with = "compressors")]
         aosp: bool,
+        /// Delta: also bsdiff changed data against the old data at the same
+        /// position, not only against content-matched old blocks (slower).
+        #[arg(long)]
+        thorough_diff: bool,
         /// Compressors to try, comma separated (xz,bzip2,zstd); default zstd
         /// (v2) or bzip2 (v1, Flatcar).
         #[arg(long, value_delimiter = ',')]
@@ -261,6 +265,7 @@ fn run(cli: Cli) -> Result<()> {
             major,
             zstd,
             aosp,
+            thorough_diff,
             zstd_level,
             compressors,
             keys,
@@ -294,6 +299,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             opts.timestamp = timestamp;
             opts.zstd_level = zstd_level;
+            opts.thorough_diff = thorough_diff;
             if version.is_some() || app_id.is_some() || board.is_some() || channel.is_some() {
                 opts.release = Some(ReleaseInfo {
                     version,
