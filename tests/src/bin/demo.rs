@@ -1,0 +1,220 @@
+//! `cargo run --release --bin demo [-- --fail-health]`: the whole A/B update on
+//! a generated disk image, in a temporary directory, needing nothing but cargo.
+//!
+//! A GPT disk image with USR-A (running 3510.2.0) and an empty USR-B, a signing
+//! key, a signed payload of 3600.0.0, an Omaha server on 127.0.0.1 serving it;
+//! the real agent installs the update into USR-B, the disk "reboots" through
+//! GRUB's gptprio rules, and the real health gate blesses USR-B, or, with
+//! `--fail-health`, marks it bad and the node falls back to USR-A. Nothing
+//! touches a real disk or reboots the machine: the reboot command is a stand-in.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use cgpt::Slot;
+use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, RUNNING, USR_MIB};
+use e2e::{OmahaServer, Reply, UpdateSpec, lifecycle, omaha_log};
+use update_agent::config::Root;
+use update_agent::daemon::{Daemon, Outcome as InstallOutcome};
+use update_agent::denylist::DenyList;
+use update_agent::fsm::Operation;
+use update_agent::health::{self, Outcome};
+
+const NEW: &str = "3600.0.0";
+
+fn main() -> Result<()> {
+    let fail_health = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--fail-health") => true,
+        Some(other) => bail!("unknown argument {other:?} (the only option is --fail-health)"),
+    };
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(demo(fail_health))?;
+    println!("\nDone in {:.1} s.", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn step(n: u32, text: &str) {
+    println!("\n[{n}] {text}");
+}
+
+fn say(text: &str) {
+    println!("    {text}");
+}
+
+fn table(node: &Node) -> Result<()> {
+    let mut disk = cgpt::FileDisk::open_ro(&node.disk)?;
+    println!(
+        "    {:<6} {:>8} {:>5} {:>10}  PARTUUID",
+        "slot", "priority", "tries", "successful"
+    );
+    for s in cgpt::slot::read_slots(&mut disk)? {
+        let a = s.entry.attrs;
+        println!(
+            "    {:<6} {:>8} {:>5} {:>10}  {}",
+            s.slot.label(),
+            a.priority(),
+            a.tries(),
+            u8::from(a.successful()),
+            s.entry.unique_guid
+        );
+    }
+    Ok(())
+}
+
+async fn demo(fail_health: bool) -> Result<()> {
+    let server = OmahaServer::start().await;
+    let node = Node::new(&server.update_url());
+    step(1, "A Flatcar-like node in a temporary directory");
+    say(&format!("root {}", node.root().display()));
+    say(&format!(
+        "disk image {} (sparse GPT: EFI, USR-A, USR-B, OEM, ROOT)",
+        node.disk.display()
+    ));
+    say(&format!(
+        "USR-A runs {RUNNING}; USR-B is empty. The node trusts one Ed25519 key."
+    ));
+    table(&node)?;
+
+    step(
+        2,
+        &format!(
+            "Release side: image {NEW}, signed payload, Omaha server on {}",
+            server.addr()
+        ),
+    );
+    let usr = fixture::image_bytes(42, (USR_MIB << 20) as usize);
+    let kernel = format!("kernel of {NEW}\n").repeat(4096).into_bytes();
+    let payload = node.payload(NEW, BOARD, &usr, &kernel);
+    say(&format!(
+        "payload: {} bytes for a {USR_MIB} MiB USR image and a kernel",
+        payload.len()
+    ));
+    server.serve_file(PAYLOAD_NAME, payload.clone());
+    let spec = UpdateSpec::for_payload(NEW, &server.files_url(), PAYLOAD_NAME, &payload);
+    server.push(Reply::Update(spec));
+
+    step(
+        3,
+        "The agent checks, streams the payload into USR-B, verifies, flips the flags",
+    );
+    lifecycle::install_stand_ins(&node);
+    lifecycle::configure(&node, Slot::A);
+    let mut daemon =
+        Daemon::new(Root::new(node.root()), None).context("loading the agent's settings")?;
+    let a_before = node.slot_hash(Slot::A);
+    let mut rx = daemon.handle().subscribe();
+    let tty = std::io::stdout().is_terminal();
+    let bar = tokio::spawn(async move {
+        let mut last = None;
+        while rx.changed().await.is_ok() {
+            let s = rx.borrow().clone();
+            let pct = (s.progress * 100.0).round() as u32;
+            if tty && last != Some((s.operation, pct)) {
+                let filled = (pct / 5) as usize;
+                print!(
+                    "\r    {:<36} [{:<20}] {pct:>3}%",
+                    s.operation.as_str(),
+                    "#".repeat(filled)
+                );
+                let _ = std::io::stdout().flush();
+            } else if !tty && last.map(|(op, _)| op) != Some(s.operation) {
+                println!("    {:<36} {pct:>3}%", s.operation.as_str());
+            }
+            last = Some((s.operation, pct));
+            if s.operation == Operation::UpdatedNeedReboot {
+                break;
+            }
+        }
+        if tty {
+            println!();
+        }
+    });
+    let outcome = daemon.run_once().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), bar).await;
+    if outcome
+        != (InstallOutcome::Updated {
+            version: NEW.into(),
+        })
+    {
+        bail!("the install did not complete: {outcome:?}");
+    }
+    say(&format!("server saw: {}", omaha_log(&server).join(", ")));
+    if node.read_slot(Slot::B) != usr || node.slot_hash(Slot::A) != a_before {
+        bail!("USR-B does not hold the new image, or USR-A changed");
+    }
+    if std::fs::read(node.path("/boot/flatcar/vmlinuz-b"))? != kernel {
+        bail!("vmlinuz-b is not the new kernel");
+    }
+    say(
+        "Checked: USR-B holds the new image byte for byte, vmlinuz-b is the new kernel, USR-A is unchanged.",
+    );
+    table(&node)?;
+
+    step(
+        4,
+        "Reboot: GRUB's gptprio.next picks the highest-priority bootable slot",
+    );
+    let version = |s: Slot| {
+        if s == Slot::A {
+            RUNNING.to_string()
+        } else {
+            NEW.to_string()
+        }
+    };
+    let booted = lifecycle::reboot(&node, 2, version)?;
+    say(&format!("GRUB boots {booted} and spends its one try."));
+    table(&node)?;
+
+    step(5, "Post-boot health gate");
+    if fail_health {
+        lifecycle::add_check(
+            &node,
+            "required",
+            "50-app",
+            "echo 'app: cannot reach its database' >&2; exit 1",
+        );
+        say("A required check fails (--fail-health).");
+    } else {
+        lifecycle::add_check(&node, "required", "50-app", "exit 0");
+        say("The required checks run.");
+    }
+    let gate = health::run_node(&Root::new(node.root()), None).await?;
+    match &gate {
+        Outcome::Blessed => say(&format!(
+            "All checks passed: {booted} is marked good; USR-A stays as fallback."
+        )),
+        Outcome::FellBack {
+            to,
+            failures,
+            reboot,
+        } => {
+            say(&format!("Failed: {}", failures.join("; ")));
+            say(&format!(
+                "{booted} gets priority 0, {NEW} goes on the deny list, reboot: {reboot:?}"
+            ));
+            let back = lifecycle::reboot(&node, 3, version)?;
+            say(&format!("GRUB falls back to {back} (expected {to})."));
+            let denied = DenyList::in_dir(&node.path("/var/lib/update_engine")).entries()?;
+            say(&format!(
+                "deny list: {}",
+                denied
+                    .iter()
+                    .map(|d| d.version.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        other => bail!("unexpected gate outcome {other:?}"),
+    }
+    say(&format!("server saw: {}", omaha_log(&server).join(", ")));
+
+    step(6, "Final slot table");
+    table(&node)?;
+    Ok(())
+}
