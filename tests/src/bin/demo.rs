@@ -195,8 +195,14 @@ async fn demo(fail_health: bool) -> Result<()> {
             reboot,
         } => {
             say(&format!("Failed: {}", failures.join("; ")));
+            let reboot = match reboot {
+                health::RebootResult::Issued => {
+                    "the node reboots (a harmless stand-in command here)".to_string()
+                }
+                other => format!("no reboot: {other:?}"),
+            };
             say(&format!(
-                "{booted} gets priority 0, {NEW} goes on the deny list, reboot: {reboot:?}"
+                "{booted} gets priority 0 and {NEW} goes on the deny list; {reboot}."
             ));
             let back = lifecycle::reboot(&node, 3, version)?;
             say(&format!("GRUB falls back to {back} (expected {to})."));
