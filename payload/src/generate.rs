@@ -301,6 +301,26 @@ fn delta_ops(new: &[u8], old: &[u8], opts: &GenOptions) -> Result<Vec<OpBlob>> {
             class[i] = Block::Copy(prev + 1);
         }
     }
+    // Short copy runs between changed blocks go into the diff instead: a
+    // SOURCE_COPY costs ~60 manifest bytes, while the bsdiff (whose source
+    // is content-matched and so holds those blocks) encodes them almost
+    // for free, and the diffed piece keeps its context.
+    let mut i = 0;
+    while i < nb {
+        if !matches!(class[i], Block::Copy(_)) {
+            i += 1;
+            continue;
+        }
+        let s0 = i;
+        while i < nb && matches!(class[i], Block::Copy(_)) {
+            i += 1;
+        }
+        let before = s0 > 0 && class[s0 - 1] == Block::Changed;
+        let after = i < nb && class[i] == Block::Changed;
+        if i - s0 < SHORT_COPY && before && after {
+            class[s0..i].fill(Block::Changed);
+        }
+    }
     // Group into runs.
     enum Job {
         Ready(OpBlob),
@@ -439,6 +459,9 @@ fn diff_piece(
     }
     Ok(best)
 }
+
+/// Copy runs shorter than this (blocks) between changed data are diffed.
+const SHORT_COPY: usize = 64;
 
 /// Largest bsdiff source, in blocks (16 MiB: `Limits::max_op_size`).
 const MAX_SRC_BLOCKS: u64 = 4096;
