@@ -30,8 +30,10 @@ async fn updates_a_to_b() {
     let mut daemon = Daemon::new(Root::new(node.root()), None).unwrap();
     let handle = daemon.handle();
     let mut rx = handle.subscribe();
+    // Read the initial status now: the daemon may move on before the task runs.
+    let first = rx.borrow_and_update().clone();
     let watcher = tokio::spawn(async move {
-        let mut seen = vec![rx.borrow().clone()];
+        let mut seen = vec![first];
         while rx.changed().await.is_ok() {
             seen.push(rx.borrow().clone());
         }

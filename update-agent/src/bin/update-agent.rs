@@ -15,8 +15,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use update_agent::config::Root;
+use update_agent::config::settings::Settings;
 use update_agent::daemon::{Daemon, Outcome};
+use update_agent::dbus::daemon_engine::DaemonEngine;
+use update_agent::dbus::sim::BootDisk;
+use update_agent::dbus::{self, Bus};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "A/B OS update agent (update_engine replacement)")]
@@ -38,6 +44,12 @@ struct DaemonArgs {
     /// Run one check→install cycle and exit (0 updated, 3 no update, 1 failed).
     #[arg(long, global = true)]
     once: bool,
+    /// Serve D-Bus on this bus address instead of the system bus (tests).
+    #[arg(long, global = true)]
+    bus_address: Option<String>,
+    /// Do not serve D-Bus (nodes or tests without a bus).
+    #[arg(long, global = true)]
+    no_dbus: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,7 +109,7 @@ fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     let root = Root::new(&args.root);
-    let mut daemon = Daemon::new(root, args.config.clone()).context("loading settings")?;
+    let mut daemon = Daemon::new(root.clone(), args.config.clone()).context("loading settings")?;
     if args.once {
         let outcome = rt.block_on(daemon.run_once());
         match &outcome {
@@ -115,6 +127,38 @@ fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(outcome.exit_code() as u8));
     }
-    rt.block_on(daemon.run());
+    if args.no_dbus {
+        rt.block_on(daemon.run());
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The D-Bus face (com.coreos.update1): locksmithd, FLUO and
+    // update_engine_client talk to the daemon through it.
+    let settings =
+        Settings::load_with(&root, args.config.as_deref()).context("loading settings")?;
+    let boot = match update_agent::slots::detect(&root, &settings) {
+        Ok(plan) => Some(BootDisk {
+            path: plan.disk,
+            booted: plan.booted,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "booted slot unknown: D-Bus Rollback is unavailable");
+            None
+        }
+    };
+    let engine = Arc::new(DaemonEngine::new(
+        daemon.handle(),
+        root.clone(),
+        &root.join(&settings.state_dir),
+        boot,
+    ));
+    let bus = args.bus_address.clone().map_or(Bus::System, Bus::Address);
+    rt.block_on(async {
+        let service = dbus::serve(engine, &bus)
+            .await
+            .context("serving com.coreos.update1 on D-Bus")?;
+        daemon.run().await;
+        drop(service);
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
