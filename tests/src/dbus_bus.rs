@@ -338,3 +338,9 @@ pub fn client_as_nobody(address: &str, args: &[&str]) -> Command {
     c.env("DBUS_SYSTEM_BUS_ADDRESS", address).args(args);
     c
 }
+
+/// The `update-agent` daemon binary, built like [`client_bin`].
+pub fn agent_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_bin("update-agent")).clone()
+}
