@@ -22,6 +22,8 @@ declare -A tools=(
   [gdbus]=libglib2.0-bin
   [busctl]=systemd
   [systemd-analyze]=systemd
+  [systemd-tmpfiles]=systemd
+  [script]=bsdutils
 )
 missing=()
 for cmd in "${!tools[@]}"; do
