@@ -26,10 +26,7 @@ fn grub_choice(img: &Path) -> Slot {
 
 fn priorities(img: &Path) -> (u8, u8) {
     let [a, b] = slot::read_slots(&mut FileDisk::open_ro(img).unwrap()).unwrap();
-    (
-        a.entry.attrs.priority(),
-        b.entry.attrs.priority(),
-    )
+    (a.entry.attrs.priority(), b.entry.attrs.priority())
 }
 
 #[test]
