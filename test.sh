@@ -42,4 +42,4 @@ if ((${#missing[@]})); then
 fi
 
 cargo fmt --all -- --check
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
