@@ -425,6 +425,15 @@ pub fn run(
     cgpt::slot::set_next(&mut disk, plan.target).map_err(gpt("switching to the new slot"))?;
     drop(disk);
     remove_quietly(&cp_path);
+    // Staged from here on. The reboot marker goes before the prefs: a
+    // daemon restarted (without a reboot) that finds `previous-version`
+    // equal to the running version must also find the marker, or it takes
+    // the staged update for a rollback and deny-lists it.
+    let marker = job.root.join(&s.reboot_marker);
+    if let Some(dir) = marker.parent() {
+        fs::create_dir_all(dir).map_err(state_err(dir))?;
+    }
+    fs::write(&marker, b"").map_err(state_err(&marker))?;
 
     let prefs = s.prefs(&job.root);
     let pref_err = |key: &str| {
