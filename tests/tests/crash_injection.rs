@@ -179,6 +179,12 @@ struct Point {
     /// Stall the payload after this many bytes.
     stall_at: Option<u64>,
     trigger: Trigger,
+    /// After the kill, if the agent was between "payload verified" and its
+    /// GPT commit, finish its pre-commit steps (the kernel rename) and land
+    /// the first N writes of that commit (`cgpt::slot::set_next`): the state
+    /// a SIGKILL between two of its writes leaves (the writes a process made
+    /// are in the page cache; the ones it did not make are missing).
+    flip_writes: Option<usize>,
 }
 
 impl Point {
@@ -188,6 +194,7 @@ impl Point {
             check_delay: None,
             stall_at: None,
             trigger,
+            flip_writes: None,
         }
     }
 }
@@ -437,7 +444,7 @@ fn run_point(rt: &tokio::runtime::Runtime, p: &Point) -> Record {
         assert!(Instant::now() < deadline, "{what}: trigger never fired");
         // Poll tightly once the payload is written: the last steps are short.
         if partial_full_length(&node) {
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_micros(200));
         } else {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -455,7 +462,29 @@ fn run_point(rt: &tokio::runtime::Runtime, p: &Point) -> Record {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
-    let phase = classify(&node, &server, &log, p.stall_at.is_some());
+    let mut phase = classify(&node, &server, &log, p.stall_at.is_some());
+    if let Some(k) = p.flip_writes.filter(|_| phase == Phase::KernelInstall) {
+        use std::os::unix::fs::FileExt;
+        // Killed between "payload verified" and the commit: first the steps
+        // the agent takes before its GPT write (the kernel renamed into place).
+        if !node.exists(KERNEL_B) {
+            std::fs::rename(node.path(PARTIAL), node.path(KERNEL_B)).unwrap();
+        }
+        let mut commit = WriteLog::new(MemDisk(std::fs::read(&node.disk).unwrap()));
+        assert!(cgpt::slot::set_next(&mut commit, Slot::B).unwrap());
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&node.disk)
+            .unwrap();
+        let writes = commit.ops().iter().filter_map(|o| match o {
+            LoggedOp::Write { offset, data } => Some((*offset, data)),
+            LoggedOp::Sync => None,
+        });
+        for (offset, data) in writes.take(k) {
+            f.write_all_at(data, offset).unwrap();
+        }
+        phase = Phase::FlagFlip;
+    }
     let booted = assert_boot_choice_verified(&node, &a_hash, what);
     if phase < Phase::FlagFlip {
         assert_eq!(
@@ -564,7 +593,7 @@ fn deterministic_points() -> Vec<Point> {
         len - 200_000,
         len - 1,
     ] {
-        let wait = Duration::from_millis(n * 1000 / BANDWIDTH + 700);
+        let wait = Duration::from_millis(n * 1000 / BANDWIDTH + 400);
         v.push(Point {
             stall_at: Some(n),
             ..Point::new(
@@ -589,6 +618,34 @@ fn step_points() -> Vec<Point> {
         Point::new("kernel renamed", Trigger::Exists(KERNEL_B)),
         Point::new("GPT commit", Trigger::Committed),
         Point::new("GPT commit (2)", Trigger::Committed),
+        Point {
+            flip_writes: Some(1),
+            ..Point::new(
+                "flag flip: killed after write 1 of 4",
+                Trigger::Log("payload verified"),
+            )
+        },
+        Point {
+            flip_writes: Some(2),
+            ..Point::new(
+                "flag flip: killed after write 2 of 4",
+                Trigger::Log("payload verified"),
+            )
+        },
+        Point {
+            flip_writes: Some(3),
+            ..Point::new(
+                "flag flip: killed after write 3 of 4",
+                Trigger::Log("payload verified"),
+            )
+        },
+        Point {
+            flip_writes: Some(4),
+            ..Point::new(
+                "flag flip: killed after write 4 of 4",
+                Trigger::Log("payload verified"),
+            )
+        },
         Point::new(
             "install recorded",
             Trigger::Exists("/var/lib/update_engine/prefs/update-agent-installed-version"),
