@@ -189,6 +189,46 @@ impl<D: Disk> Disk for WriteLog<D> {
     }
 }
 
+/// Hands `visit` every disk state a power loss during the logged `ops` can leave
+/// on a disk that held `old`: writes before the last barrier are durable, later
+/// ones may each be lost, torn after the first sector, half written or complete
+/// (a device only promises single-sector atomicity). The label says which.
+pub fn for_each_crash_state(old: &[u8], ops: &[LoggedOp], mut visit: impl FnMut(&str, Vec<u8>)) {
+    let mut durable = old.to_vec();
+    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
+    let apply = |img: &mut Vec<u8>, off: u64, data: &[u8]| {
+        img[off as usize..off as usize + data.len()].copy_from_slice(data);
+    };
+    for (k, op) in ops.iter().enumerate() {
+        match op {
+            LoggedOp::Sync => {
+                for (off, data) in pending.drain(..) {
+                    apply(&mut durable, off, &data);
+                }
+            }
+            LoggedOp::Write { offset, data } => pending.push((*offset, data.clone())),
+        }
+        // Each pending write: 0 = lost, 1 = first sector only, 2 = half, 3 = complete.
+        for combo in 0..4usize.pow(pending.len() as u32) {
+            let mut img = durable.clone();
+            let mut c = combo;
+            let mut label = format!("after op {k}:");
+            for (off, data) in &pending {
+                let len = match c % 4 {
+                    0 => 0,
+                    1 => 512.min(data.len()),
+                    2 => (data.len() / 2).max(512).min(data.len()),
+                    _ => data.len(),
+                };
+                c /= 4;
+                apply(&mut img, *off, &data[..len]);
+                label.push_str(&format!(" write@{off}={len}B"));
+            }
+            visit(&label, img);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,45 +46,9 @@ fn grub_view(img: &[u8]) -> Option<u64> {
     (crc32fast::hash(ents) == b.entries_crc()).then(|| attrs4(ents))
 }
 
-/// Every disk state a crash after op `k` can leave: the writes before the last
-/// barrier are durable, later ones may each be missing, complete, or torn at a
-/// sector boundary (the device only promises single-sector atomicity).
 fn crash_states(old: &[u8], ops: &[LoggedOp]) -> Vec<(String, Vec<u8>)> {
     let mut states = Vec::new();
-    let mut durable = old.to_vec();
-    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
-    let apply = |img: &mut Vec<u8>, off: u64, data: &[u8]| {
-        img[off as usize..off as usize + data.len()].copy_from_slice(data);
-    };
-    for (k, op) in ops.iter().enumerate() {
-        match op {
-            LoggedOp::Sync => {
-                for (off, data) in pending.drain(..) {
-                    apply(&mut durable, off, &data);
-                }
-            }
-            LoggedOp::Write { offset, data } => pending.push((*offset, data.clone())),
-        }
-        // Each pending write: 0 = lost, 1 = first sector only, 2 = half, 3 = complete.
-        let n = pending.len();
-        for combo in 0..4usize.pow(n as u32) {
-            let mut img = durable.clone();
-            let mut c = combo;
-            let mut label = format!("after op {k}:");
-            for (off, data) in &pending {
-                let len = match c % 4 {
-                    0 => 0,
-                    1 => 512.min(data.len()),
-                    2 => (data.len() / 2).max(512).min(data.len()),
-                    _ => data.len(),
-                };
-                c /= 4;
-                apply(&mut img, *off, &data[..len]);
-                label.push_str(&format!(" write@{off}={len}B"));
-            }
-            states.push((label, img));
-        }
-    }
+    cgpt::disk::for_each_crash_state(old, ops, |label, img| states.push((label.to_string(), img)));
     states
 }
 

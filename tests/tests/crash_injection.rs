@@ -743,44 +743,9 @@ fn sigkill_at_every_phase_leaves_a_verified_boot_choice_and_the_restart_finishes
     assert!(resumed >= 10, "only {resumed} restarts resumed a download");
 }
 
-/// Every disk state a power loss during `ops` can leave, handed to `visit`:
-/// writes before the last barrier are durable, later ones may each be
-/// missing, complete, or torn at a sector boundary (as in
-/// cgpt/tests/torn_writes.rs).
+/// Every crash state of `ops` (see `cgpt::disk::for_each_crash_state`) as a disk.
 fn for_each_crash_state(old: &[u8], ops: &[LoggedOp], mut visit: impl FnMut(&str, MemDisk)) {
-    let mut durable = old.to_vec();
-    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
-    let apply = |img: &mut Vec<u8>, off: u64, data: &[u8]| {
-        img[off as usize..off as usize + data.len()].copy_from_slice(data);
-    };
-    for (k, op) in ops.iter().enumerate() {
-        match op {
-            LoggedOp::Sync => {
-                for (off, data) in pending.drain(..) {
-                    apply(&mut durable, off, &data);
-                }
-            }
-            LoggedOp::Write { offset, data } => pending.push((*offset, data.clone())),
-        }
-        // Each pending write: 0 = lost, 1 = first sector only, 2 = half, 3 = complete.
-        for combo in 0..4usize.pow(pending.len() as u32) {
-            let mut img = durable.clone();
-            let mut c = combo;
-            let mut label = format!("after op {k}:");
-            for (off, data) in &pending {
-                let len = match c % 4 {
-                    0 => 0,
-                    1 => 512.min(data.len()),
-                    2 => (data.len() / 2).max(512).min(data.len()),
-                    _ => data.len(),
-                };
-                c /= 4;
-                apply(&mut img, *off, &data[..len]);
-                label.push_str(&format!(" write@{off}={len}B"));
-            }
-            visit(&label, MemDisk(img));
-        }
-    }
+    cgpt::disk::for_each_crash_state(old, ops, |label, img| visit(label, MemDisk(img)));
 }
 
 #[test]
