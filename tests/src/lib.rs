@@ -8,7 +8,7 @@ pub mod fixture;
 pub mod lifecycle;
 pub mod omaha_server;
 
-pub use omaha_server::{OmahaServer, RecordedRequest, Reply, UpdateSpec};
+pub use omaha_server::{OmahaServer, RecordedRequest, Reply, UpdateSpec, test_ca_pem};
 
 /// The Omaha POSTs a server saw, compactly: `check`, `ping`, or the
 /// event as `type/result[/code]`.

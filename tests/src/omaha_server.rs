@@ -10,7 +10,13 @@
 //! hides or forbids: send a `Content-Length` and then close early, stream
 //! 100 MB without a length, stall before answering, or hang up without a
 //! status line. Every response is `Connection: close`, which keeps the
-//! server to ~300 lines with no extra dependencies.
+//! server small.
+//!
+//! [`OmahaServer::start_tls`] serves the same over TLS (tokio-rustls with
+//! the ring provider that reqwest already uses) with a leaf certificate for
+//! `127.0.0.1` and `localhost`, issued by a test CA generated once per
+//! process ([`test_ca_pem`]): point the agent's `omaha.ca_bundle` at that
+//! PEM.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -21,9 +27,74 @@ use omaha::{
     Package, PostinstallAction, RequestKind, UpdateCheck, UpdateCheckResponse, UpdateInfo,
 };
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+/// A connection, plain TCP or TLS.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+/// The test CA and a leaf certificate for 127.0.0.1/localhost it issued.
+struct TestPki {
+    ca_pem: String,
+    leaf_der: rustls::pki_types::CertificateDer<'static>,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+    leaf_key_der: Vec<u8>,
+}
+
+fn test_pki() -> &'static TestPki {
+    static PKI: std::sync::OnceLock<TestPki> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+        let mut ca_params = CertificateParams::default();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "e2e test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let mut leaf_params = CertificateParams::default();
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
+        leaf_params.subject_alt_names = vec![
+            SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+            SanType::DnsName("localhost".try_into().expect("dns name")),
+        ];
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .expect("leaf certificate");
+        TestPki {
+            ca_pem: ca.pem(),
+            leaf_der: leaf.der().clone(),
+            ca_der: ca.der().clone(),
+            leaf_key_der: leaf_key.serialize_der(),
+        }
+    })
+}
+
+/// PEM of the CA that issued every [`OmahaServer::start_tls`] server's
+/// certificate (one per test process).
+pub fn test_ca_pem() -> &'static str {
+    &test_pki().ca_pem
+}
+
+fn tls_acceptor() -> TlsAcceptor {
+    let pki = test_pki();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(pki.leaf_key_der.clone().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.leaf_der.clone(), pki.ca_der.clone()], key)
+        .expect("server certificate");
+    TlsAcceptor::from(Arc::new(config))
+}
 
 /// Largest request head or body the server accepts.
 const MAX_REQUEST: usize = 4 * 1024 * 1024;
@@ -182,6 +253,8 @@ struct Shared {
     replies: VecDeque<Reply>,
     requests: Vec<RecordedRequest>,
     files: HashMap<String, ServedFile>,
+    /// GET/HEAD paths answered with a 302 to the value.
+    redirects: HashMap<String, String>,
     huge_bytes_sent: u64,
 }
 
@@ -189,6 +262,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct OmahaServer {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Mutex<Shared>>,
     task: JoinHandle<()>,
 }
@@ -203,25 +277,49 @@ impl OmahaServer {
     /// Path update checks are expected on (any POST path works).
     pub const UPDATE_PATH: &'static str = "/v1/update/";
 
-    /// Binds 127.0.0.1 on a free port and starts serving on the current
-    /// tokio runtime.
+    /// Binds 127.0.0.1 on a free port and starts serving plain HTTP on the
+    /// current tokio runtime.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Like [`OmahaServer::start`], but HTTPS with a certificate issued by
+    /// [`test_ca_pem`]. A failed handshake is not recorded as a request.
+    pub async fn start_tls() -> Self {
+        Self::start_with(Some(tls_acceptor())).await
+    }
+
+    async fn start_with(tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Mutex::new(Shared::default()));
         let s = shared.clone();
+        let is_tls = tls.is_some();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let s = s.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    // Errors only mean the client went away.
-                    let _ = handle(stream, s).await;
+                    // Errors only mean the client went away (or, for TLS,
+                    // refused our certificate).
+                    let _ = match tls {
+                        None => handle(stream, s).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => handle(stream, s).await,
+                            Err(e) => Err(e),
+                        },
+                    };
                 });
             }
         });
-        Self { addr, shared, task }
+        Self {
+            addr,
+            tls: is_tls,
+            shared,
+            task,
+        }
     }
 
     /// The socket address.
@@ -229,9 +327,10 @@ impl OmahaServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` for [`OmahaServer::start_tls`].
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The update URL to put in `SERVER`.
@@ -266,6 +365,14 @@ impl OmahaServer {
                 stall: false,
             },
         );
+    }
+
+    /// GET and HEAD of `/files/{name}` answer `302 Found` with
+    /// `Location: location`.
+    pub fn redirect_file(&self, name: &str, location: &str) {
+        self.lock()
+            .redirects
+            .insert(format!("/files/{name}"), location.to_string());
     }
 
     /// The next `times` responses for `/files/{name}` declare the full
@@ -324,7 +431,7 @@ struct Head {
     headers: Vec<(String, String)>,
 }
 
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<(Head, Vec<u8>)>> {
+async fn read_request(stream: &mut impl Conn) -> std::io::Result<Option<(Head, Vec<u8>)>> {
     let mut buf = Vec::with_capacity(4096);
     let head_end = loop {
         if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -395,7 +502,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 async fn write_head(
-    stream: &mut TcpStream,
+    stream: &mut impl Conn,
     status: u16,
     headers: &[(&str, String)],
 ) -> std::io::Result<()> {
@@ -411,7 +518,7 @@ async fn write_head(
 }
 
 async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut impl Conn,
     status: u16,
     content_type: &str,
     body: &[u8],
@@ -429,7 +536,7 @@ async fn respond(
     stream.shutdown().await
 }
 
-async fn handle(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) -> std::io::Result<()> {
+async fn handle(mut stream: impl Conn, shared: Arc<Mutex<Shared>>) -> std::io::Result<()> {
     let Some((head, body)) = read_request(&mut stream).await? else {
         return Ok(());
     };
@@ -445,6 +552,16 @@ async fn handle(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) -> std::io::R
     });
 
     if head.method == "GET" || head.method == "HEAD" {
+        let redirect = lock().redirects.get(&head.path).cloned();
+        if let Some(location) = redirect {
+            write_head(
+                &mut stream,
+                302,
+                &[("Location", location), ("Content-Length", "0".into())],
+            )
+            .await?;
+            return stream.shutdown().await;
+        }
         let file = lock().files.get_mut(&head.path).map(|f| {
             let cut = if f.cuts_left > 0 {
                 f.cuts_left -= 1;
@@ -491,7 +608,7 @@ fn ping_response_xml(app_id: &str) -> String {
 }
 
 async fn answer(
-    stream: &mut TcpStream,
+    stream: &mut impl Conn,
     mut reply: Reply,
     request: Option<&omaha::Request>,
     shared: &Arc<Mutex<Shared>>,
@@ -594,7 +711,7 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
 }
 
 async fn serve_file(
-    stream: &mut TcpStream,
+    stream: &mut impl Conn,
     head: &Head,
     data: &[u8],
     cut: Option<u64>,
