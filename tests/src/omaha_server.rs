@@ -213,6 +213,8 @@ pub struct RecordedRequest {
     pub body: Vec<u8>,
     /// For a POST: the body parsed by `omaha::server::parse_request`.
     pub omaha: Option<Result<omaha::Request, String>>,
+    /// When the whole request had been read.
+    pub at: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -549,6 +551,7 @@ async fn handle(mut stream: impl Conn, shared: Arc<Mutex<Shared>>) -> std::io::R
         headers: head.headers.clone(),
         body: body.clone(),
         omaha: omaha.clone(),
+        at: std::time::Instant::now(),
     });
 
     if head.method == "GET" || head.method == "HEAD" {

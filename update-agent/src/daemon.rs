@@ -30,6 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use omaha::{ErrorFlags, EventErrorCode, InstallSource, Request, UpdateCheck, UpdateInfo};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -183,6 +185,7 @@ pub struct Daemon {
     last_http_status: Option<u16>,
     next_check: Option<Instant>,
     outcome: Option<Outcome>,
+    rng: StdRng,
 }
 
 impl Daemon {
@@ -224,7 +227,15 @@ impl Daemon {
             last_http_status: None,
             next_check: None,
             outcome: None,
+            rng: StdRng::from_entropy(),
         })
+    }
+
+    /// Seeds the RNG behind the schedule's fuzz (and the payload backoff),
+    /// so a test can predict every delay with the same seed.
+    pub fn with_rng_seed(mut self, seed: u64) -> Self {
+        self.rng = StdRng::seed_from_u64(seed);
+        self
     }
 
     /// The handle for D-Bus and friends.
@@ -248,8 +259,7 @@ impl Daemon {
 
     /// Runs forever.
     pub async fn run(mut self) {
-        let delay =
-            crate::schedule::first_check_delay(&self.settings.schedule, &mut rand::thread_rng());
+        let delay = crate::schedule::first_check_delay(&self.settings.schedule, &mut self.rng);
         if self.settings.schedule.enabled {
             self.next_check = Some(Instant::now() + delay);
         }
@@ -391,7 +401,7 @@ impl Daemon {
                         self.last_interval,
                         self.poll_interval,
                         self.last_http_status,
-                        &mut rand::thread_rng(),
+                        &mut self.rng,
                     );
                     self.last_interval = next.interval;
                     self.next_check = Some(Instant::now() + next.delay);

@@ -50,15 +50,19 @@ impl Default for ScheduleConfig {
     }
 }
 
-/// update_engine's `FuzzInt(value, range)` in whole seconds: uniform in
-/// `[value - range/2, value + range - range/2]`, floored at zero.
+/// update_engine's `FuzzInt(value, range)`: uniform in
+/// `[value - range/2, value + range - range/2]`, floored at zero. In whole
+/// seconds (exactly `FuzzInt`) when both are whole seconds, otherwise in
+/// milliseconds (the `_ms` settings).
 pub fn fuzz(value: Duration, range: Duration, rng: &mut impl Rng) -> Duration {
-    let v = value.as_secs() as i128;
-    let r = range.as_secs() as i128;
+    let whole_secs = value.subsec_nanos() == 0 && range.subsec_nanos() == 0;
+    let unit: i128 = if whole_secs { 1000 } else { 1 };
+    let v = value.as_millis() as i128 / unit;
+    let r = range.as_millis() as i128 / unit;
     let lo = v - r / 2;
     let hi = v + r - r / 2;
-    let secs = rng.gen_range(lo..=hi).max(0);
-    Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX))
+    let units = rng.gen_range(lo..=hi).max(0) * unit;
+    Duration::from_millis(u64::try_from(units).unwrap_or(u64::MAX))
 }
 
 /// Delay of the first check after the agent starts.

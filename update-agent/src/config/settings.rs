@@ -102,7 +102,11 @@ fragment!(
 );
 
 fragment!(
-    /// `[schedule]`
+    /// `[schedule]`. The check timers also take milliseconds
+    /// (`first_check_ms`, `first_check_fuzz_ms`, `periodic_ms`,
+    /// `periodic_fuzz_ms`, `max_backoff_ms`), for tests and fast test
+    /// fleets; setting both the `_secs` and the `_ms` form of one timer
+    /// (in any layers) is an error.
     ScheduleFragment {
         /// Periodic checks on/off (manual checks always work).
         enabled: bool,
@@ -116,6 +120,16 @@ fragment!(
         periodic_fuzz_secs: u64,
         /// Upper bound of the 500/503 backoff and of `PollInterval`.
         max_backoff_secs: u64,
+        /// `first_check_secs` in milliseconds.
+        first_check_ms: u64,
+        /// `first_check_fuzz_secs` in milliseconds.
+        first_check_fuzz_ms: u64,
+        /// `periodic_secs` in milliseconds.
+        periodic_ms: u64,
+        /// `periodic_fuzz_secs` in milliseconds.
+        periodic_fuzz_ms: u64,
+        /// `max_backoff_secs` in milliseconds.
+        max_backoff_ms: u64,
         /// Payload backoff after failed attempts (unless the server
         /// disables it).
         payload_backoff: bool,
@@ -290,6 +304,24 @@ fn secs(v: Option<u64>, default: Duration) -> Duration {
     v.map(Duration::from_secs).unwrap_or(default)
 }
 
+/// A timer given in seconds or in milliseconds (not both).
+fn secs_or_ms(
+    field: &'static str,
+    secs_value: Option<u64>,
+    ms_value: Option<u64>,
+    default: Duration,
+) -> Result<Duration, SettingsError> {
+    match (secs_value, ms_value) {
+        (Some(_), Some(_)) => Err(SettingsError::Invalid {
+            field,
+            reason: "set either the _secs or the _ms form, not both".into(),
+        }),
+        (Some(v), None) => Ok(Duration::from_secs(v)),
+        (None, Some(v)) => Ok(Duration::from_millis(v)),
+        (None, None) => Ok(default),
+    }
+}
+
 fn absolute(field: &'static str, p: PathBuf) -> Result<PathBuf, SettingsError> {
     if p.is_absolute() {
         Ok(p)
@@ -399,12 +431,40 @@ impl Settings {
             enabled: s.enabled.unwrap_or(d.enabled),
             first_check: nonzero(
                 "schedule.first_check_secs",
-                secs(s.first_check_secs, d.first_check),
+                secs_or_ms(
+                    "schedule.first_check_secs",
+                    s.first_check_secs,
+                    s.first_check_ms,
+                    d.first_check,
+                )?,
             )?,
-            first_check_fuzz: secs(s.first_check_fuzz_secs, d.first_check_fuzz),
-            periodic: nonzero("schedule.periodic_secs", secs(s.periodic_secs, d.periodic))?,
-            periodic_fuzz: secs(s.periodic_fuzz_secs, d.periodic_fuzz),
-            max_backoff: secs(s.max_backoff_secs, d.max_backoff),
+            first_check_fuzz: secs_or_ms(
+                "schedule.first_check_fuzz_secs",
+                s.first_check_fuzz_secs,
+                s.first_check_fuzz_ms,
+                d.first_check_fuzz,
+            )?,
+            periodic: nonzero(
+                "schedule.periodic_secs",
+                secs_or_ms(
+                    "schedule.periodic_secs",
+                    s.periodic_secs,
+                    s.periodic_ms,
+                    d.periodic,
+                )?,
+            )?,
+            periodic_fuzz: secs_or_ms(
+                "schedule.periodic_fuzz_secs",
+                s.periodic_fuzz_secs,
+                s.periodic_fuzz_ms,
+                d.periodic_fuzz,
+            )?,
+            max_backoff: secs_or_ms(
+                "schedule.max_backoff_secs",
+                s.max_backoff_secs,
+                s.max_backoff_ms,
+                d.max_backoff,
+            )?,
             payload_backoff: s.payload_backoff.unwrap_or(d.payload_backoff),
             payload_backoff_max_days: s
                 .payload_backoff_max_days
@@ -417,9 +477,8 @@ impl Settings {
             return Err(SettingsError::Invalid {
                 field: "schedule.max_backoff_secs",
                 reason: format!(
-                    "{} s is shorter than schedule.periodic_secs ({} s)",
-                    schedule.max_backoff.as_secs(),
-                    schedule.periodic.as_secs()
+                    "{:?} is shorter than schedule.periodic_secs ({:?})",
+                    schedule.max_backoff, schedule.periodic
                 ),
             });
         }

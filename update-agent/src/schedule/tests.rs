@@ -322,3 +322,34 @@ fn failure_classes() {
         FailureAction::Ignore
     );
 }
+
+#[test]
+fn fuzz_in_milliseconds_below_a_second() {
+    let ms = |r: &mut StdRng| fuzz(Duration::from_millis(300), Duration::from_millis(100), r);
+    let mut r = rng();
+    let (mut lo, mut hi) = (u128::MAX, 0);
+    for _ in 0..5_000 {
+        let d = ms(&mut r).as_millis();
+        lo = lo.min(d);
+        hi = hi.max(d);
+    }
+    assert_eq!((lo, hi), (250, 350));
+    // Whole seconds keep FuzzInt's second granularity.
+    let d = fuzz(Duration::from_secs(10), Duration::from_secs(5), &mut rng());
+    assert_eq!(d.subsec_millis(), 0);
+    // A 500/503 backoff from a 300 ms periodic interval: 600 ms ± 300 ms.
+    let cfg = ScheduleConfig {
+        periodic: Duration::from_millis(300),
+        periodic_fuzz: Duration::ZERO,
+        max_backoff: Duration::from_millis(1000),
+        ..ScheduleConfig::default()
+    };
+    let n = next_check(&cfg, cfg.periodic, None, Some(503), &mut rng());
+    assert_eq!(n.interval, Duration::from_millis(600));
+    assert!(n.delay >= Duration::from_millis(300) && n.delay <= Duration::from_millis(900));
+    let n = next_check(&cfg, n.interval, None, Some(500), &mut rng());
+    assert_eq!(n.interval, Duration::from_millis(1000), "capped");
+    let n = next_check(&cfg, n.interval, None, None, &mut rng());
+    assert_eq!(n.interval, Duration::from_millis(300));
+    assert_eq!(n.delay, Duration::from_millis(300), "no fuzz configured");
+}

@@ -95,6 +95,11 @@ fn rejects_bad_files() {
         ("not toml", "settings_parse"),
         ("[schedule]\nperiodic_secs = 0\n", "settings_invalid"),
         ("[schedule]\nmax_backoff_secs = 60\n", "settings_invalid"),
+        (
+            "[schedule]\nperiodic_secs = 60\nperiodic_ms = 500\n",
+            "settings_invalid",
+        ),
+        ("[schedule]\nperiodic_ms = 0\n", "settings_invalid"),
         ("[install]\nslot_device = \"dev/sda\"\n", "settings_invalid"),
         ("[install]\nreboot_command = []\n", "settings_invalid"),
         ("[state]\nstate_dir = \"relative\"\n", "settings_invalid"),
@@ -126,4 +131,29 @@ fn reboot_command_and_schedule_fields() {
     assert_eq!(s.schedule.first_check, Duration::from_secs(5));
     assert_eq!(s.schedule.first_check_fuzz, Duration::ZERO);
     assert!(!s.schedule.payload_backoff);
+}
+
+#[test]
+fn schedule_timers_in_milliseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new(dir.path());
+    write(
+        &root,
+        MAIN_FILE,
+        "[schedule]\nfirst_check_ms = 50\nfirst_check_fuzz_ms = 0\nperiodic_ms = 300\nperiodic_fuzz_ms = 20\nmax_backoff_ms = 1500\n",
+    );
+    let s = Settings::load(&root).unwrap();
+    assert_eq!(s.schedule.first_check, Duration::from_millis(50));
+    assert_eq!(s.schedule.first_check_fuzz, Duration::ZERO);
+    assert_eq!(s.schedule.periodic, Duration::from_millis(300));
+    assert_eq!(s.schedule.periodic_fuzz, Duration::from_millis(20));
+    assert_eq!(s.schedule.max_backoff, Duration::from_millis(1500));
+    // The seconds form in another layer conflicts with the ms form.
+    write(
+        &root,
+        "/etc/update-agent/config.d/50-x.toml",
+        "[schedule]\nmax_backoff_secs = 10\n",
+    );
+    let err = Settings::load(&root).unwrap_err();
+    assert!(err.to_string().contains("max_backoff_secs"), "{err}");
 }
