@@ -43,6 +43,7 @@ use crate::http::{self, HttpOptions};
 use crate::install::{self, InstallJob, PolicyRefusal};
 use crate::omaha_client::{ClientOptions, OmahaClient};
 use crate::prefs;
+use crate::schedule::{PayloadState, payload_backoff_applies};
 
 /// The last failure, for `LastError` and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +187,9 @@ pub struct Daemon {
     next_check: Option<Instant>,
     outcome: Option<Outcome>,
     rng: StdRng,
+    /// The payload state of the pending update and whether payload
+    /// backoff applies to it; persisted in the prefs after every change.
+    payload_state: Option<(PayloadState, bool)>,
 }
 
 impl Daemon {
@@ -228,6 +232,7 @@ impl Daemon {
             next_check: None,
             outcome: None,
             rng: StdRng::from_entropy(),
+            payload_state: None,
         })
     }
 
@@ -284,9 +289,17 @@ impl Daemon {
             let next = self.next_check.filter(|_| !once);
             tokio::select! {
                 Some(msg) = self.install_rx.recv() => match msg {
-                    InstallMsg::Event(ev) => self.queue.push_back(ev),
+                    InstallMsg::Event(ev) => {
+                        if matches!(ev, Event::DownloadComplete) {
+                            self.note_download_complete();
+                        }
+                        self.queue.push_back(ev)
+                    }
                     InstallMsg::Done(result) => {
                         self.installing = false;
+                        if let Err(code) = &result {
+                            self.note_install_failure(*code);
+                        }
                         self.queue.push_back(match result {
                             Ok(()) => Event::InstallComplete,
                             Err(code) => Event::Failed { code },
@@ -523,6 +536,35 @@ impl Daemon {
                 EventErrorCode::new(omaha::ErrorCode::OmahaUpdateIgnoredPerPolicy, self.flags);
             return self.fail(code, kind, refusal.to_string());
         }
+        // Payload backoff and URL position (update_engine's PayloadState),
+        // kept across restarts in the prefs.
+        let mut payload_state = prefs.load_payload_state();
+        payload_state.set_response(&info);
+        let now = SystemTime::now();
+        payload_state.sanitize_backoff(&self.settings.schedule, now);
+        if let Err(e) = prefs.save_payload_state(&payload_state) {
+            tracing::warn!("cannot save the payload state: {e}");
+        }
+        let backoff = payload_backoff_applies(&self.settings.schedule, &info, false);
+        if backoff && payload_state.in_backoff(now) {
+            let until = payload_state
+                .backoff_expiry
+                .and_then(|t| t.duration_since(now).ok())
+                .unwrap_or_default();
+            let code =
+                EventErrorCode::new(omaha::ErrorCode::OmahaUpdateDeferredForBackoff, self.flags);
+            return self.fail(
+                code,
+                "payload_backoff",
+                format!(
+                    "update to {} deferred: payload backoff after attempt {} for another {} s",
+                    info.version,
+                    payload_state.attempt_number,
+                    until.as_secs()
+                ),
+            );
+        }
+        self.payload_state = Some((payload_state, backoff));
         let target = Target {
             version: info.version.clone(),
             size: info.payload.size,
@@ -567,10 +609,18 @@ impl Daemon {
         };
         let identity = self.identity.clone();
         let config = identity.as_ref().map(|i| &i.config);
+        let mut info = pending.info;
+        // Start at the URL the payload state points to.
+        if let Some((state, _)) = &self.payload_state {
+            if !info.urls.is_empty() {
+                let n = state.url_index % info.urls.len();
+                info.urls.rotate_left(n);
+            }
+        }
         let job = InstallJob {
             root: self.root.clone(),
             settings: self.settings.clone(),
-            info: pending.info,
+            info,
             response_body: pending.body,
             running_version: config.map(|c| c.version().to_string()).unwrap_or_default(),
             board: config.map(|c| c.board().to_string()).unwrap_or_default(),
@@ -631,6 +681,56 @@ impl Daemon {
                 }
             };
             let _ = tx.send(InstallMsg::Done(done));
+        });
+    }
+
+    /// Updates the pending payload's state with `f` and saves it.
+    fn update_payload_state(
+        &mut self,
+        f: impl FnOnce(&mut PayloadState, &UpdateInfo, bool, &mut StdRng, &Settings),
+    ) {
+        let (Some((state, backoff)), Some(pending)) = (&mut self.payload_state, &self.pending)
+        else {
+            return;
+        };
+        f(
+            state,
+            &pending.info,
+            *backoff,
+            &mut self.rng,
+            &self.settings,
+        );
+        tracing::debug!(
+            "payload state: attempt {}, URL {} ({} failures), backoff until {:?}",
+            state.attempt_number,
+            state.url_index,
+            state.url_failure_count,
+            state.backoff_expiry
+        );
+        if let Err(e) = self.settings.prefs(&self.root).save_payload_state(state) {
+            tracing::warn!("cannot save the payload state: {e}");
+        }
+    }
+
+    fn note_download_complete(&mut self) {
+        self.update_payload_state(|state, _, backoff, rng, settings| {
+            state.on_download_complete(&settings.schedule, backoff, SystemTime::now(), rng)
+        });
+    }
+
+    fn note_install_failure(&mut self, code: EventErrorCode) {
+        let omaha::BaseCode::Known(code) = code.base else {
+            return;
+        };
+        self.update_payload_state(|state, info, backoff, rng, settings| {
+            state.on_failure(
+                code,
+                info,
+                &settings.schedule,
+                backoff,
+                SystemTime::now(),
+                rng,
+            )
         });
     }
 

@@ -192,8 +192,10 @@ pub fn classify_failure(code: ErrorCode) -> FailureAction {
     }
 }
 
-/// Payload attempt state (`payload_state.cc`), persisted by the caller in
-/// the prefs of the same names.
+/// Payload attempt state (`payload_state.cc`), persisted in the prefs of
+/// the same names ([`crate::prefs::Prefs::save_payload_state`]); the daemon
+/// saves it after every change, so a restart keeps the backoff and the URL
+/// position.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PayloadState {
     /// `current-response-signature`.
@@ -233,7 +235,8 @@ pub fn response_signature(info: &UpdateInfo) -> String {
 
 impl PayloadState {
     /// A new update-check response: everything resets when its signature
-    /// differs from the stored one.
+    /// differs from the stored one; a URL index past the response's URLs
+    /// (a damaged pref) goes back to the first URL.
     pub fn set_response(&mut self, info: &UpdateInfo) {
         let sig = response_signature(info);
         if sig != self.response_signature {
@@ -241,6 +244,33 @@ impl PayloadState {
                 response_signature: sig,
                 ..Self::default()
             };
+        }
+        if self.url_index >= info.urls.len().max(1) {
+            tracing::warn!(
+                "payload URL index {} out of range; starting at the first URL",
+                self.url_index
+            );
+            self.url_index = 0;
+            self.url_failure_count = 0;
+        }
+    }
+
+    /// Drops a backoff expiry further away than the longest backoff can
+    /// reach (`payload_backoff_max_days` plus half the fuzz), as
+    /// update_engine does: a clock that went backwards or a damaged pref
+    /// must not block updates for months. Returns whether it did.
+    pub fn sanitize_backoff(&mut self, cfg: &ScheduleConfig, now: SystemTime) -> bool {
+        let longest = Duration::from_secs(u64::from(cfg.payload_backoff_max_days) * 86_400)
+            + cfg.payload_backoff_fuzz;
+        match self.backoff_expiry {
+            Some(t) if now.checked_add(longest).is_some_and(|limit| t > limit) => {
+                tracing::warn!(
+                    "payload backoff expiry {t:?} is more than {longest:?} away; dropping it"
+                );
+                self.backoff_expiry = None;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -353,3 +353,32 @@ fn fuzz_in_milliseconds_below_a_second() {
     assert_eq!(n.interval, Duration::from_millis(300));
     assert_eq!(n.delay, Duration::from_millis(300), "no fuzz configured");
 }
+
+#[test]
+fn restored_state_is_sanitized() {
+    let cfg = ScheduleConfig::default();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let info = update_info(2);
+    // A restored state for this response with an index past its URLs.
+    let mut st = PayloadState {
+        response_signature: response_signature(&info),
+        attempt_number: 4,
+        url_index: 5,
+        url_failure_count: 2,
+        backoff_expiry: Some(now + Duration::from_secs(86_400)),
+    };
+    st.set_response(&info);
+    assert_eq!(
+        (st.url_index, st.url_failure_count, st.attempt_number),
+        (0, 0, 4)
+    );
+    assert!(!st.sanitize_backoff(&cfg, now));
+    assert!(st.in_backoff(now));
+    // 16 days + 6 h is the farthest a backoff reaches; beyond: dropped.
+    st.backoff_expiry = Some(now + Duration::from_secs(16 * 86_400 + 6 * 3600));
+    assert!(!st.sanitize_backoff(&cfg, now));
+    st.backoff_expiry = Some(now + Duration::from_secs(400 * 86_400));
+    assert!(st.sanitize_backoff(&cfg, now));
+    assert_eq!(st.backoff_expiry, None);
+    assert!(!st.in_backoff(now));
+}
