@@ -183,7 +183,10 @@ pub struct InstallProcedure {
 
 pub const PROCEDURE_KERNEL: i32 = 0;
 
-/// Major version 1 manifest as Flatcar ships it.
+/// Major version 1 manifest as Flatcar ships it. Fields 1-5 are the same
+/// wire fields as [`ManifestV2`]'s (v2 deprecated 1 and 2); they are spelled
+/// out in both because each struct mirrors its own `.proto` message field by
+/// field, which is what a reviewer checks them against.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ManifestV1 {
     #[prost(message, repeated, tag = "1")]
@@ -225,16 +228,21 @@ mod tests {
     use super::*;
     use prost::Message;
 
-    #[test]
-    fn ed25519_signature_blob_is_73_bytes() {
-        let s = Signatures {
+    /// A `Signatures` blob holding one signature of `len` bytes.
+    fn one_signature(len: usize) -> Vec<u8> {
+        Signatures {
             signatures: vec![Signature {
                 version: None,
-                data: Some(vec![0; 64]),
-                unpadded_signature_size: Some(64),
+                data: Some(vec![0; len]),
+                unpadded_signature_size: Some(len as u32),
             }],
-        };
-        let b = s.encode_to_vec();
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn ed25519_signature_blob_is_73_bytes() {
+        let b = one_signature(64);
         assert_eq!(b.len(), 73);
         assert_eq!(&b[..4], &[0x0a, 0x47, 0x12, 0x40]);
         assert_eq!(b[68], 0x1d);
@@ -251,13 +259,6 @@ mod tests {
 
     #[test]
     fn rsa2048_signature_blob_is_267_bytes() {
-        let s = Signatures {
-            signatures: vec![Signature {
-                version: None,
-                data: Some(vec![0; 256]),
-                unpadded_signature_size: Some(256),
-            }],
-        };
-        assert_eq!(s.encode_to_vec().len(), 267);
+        assert_eq!(one_signature(256).len(), 267);
     }
 }
