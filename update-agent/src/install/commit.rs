@@ -1,0 +1,76 @@
+//! The commit point and what follows it: the one GPT flag flip
+//! (`cgpt::slot::set_next`), the reboot marker, and the prefs Flatcar's
+//! tools read (`previous-version`, `aleph-version`, `full-response`) plus
+//! the version this agent installed.
+
+use std::fs;
+use std::path::Path;
+
+use super::{INSTALLED_VERSION_PREF, InstallError, InstallJob, remove_quietly};
+use crate::prefs;
+use crate::slots::SlotPlan;
+
+/// Switches to the verified target, then records it. `cp_path` (the
+/// download checkpoint) is removed once the switch is done.
+pub(super) fn commit(
+    job: &InstallJob,
+    plan: &SlotPlan,
+    cp_path: &Path,
+) -> Result<(), InstallError> {
+    let s = &job.settings;
+    let state_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| InstallError::State { path, source }
+    };
+    // The commit point.
+    let mut disk = cgpt::FileDisk::open_rw(&plan.disk).map_err(|source| InstallError::Target {
+        disk: plan.disk.clone(),
+        source,
+    })?;
+    cgpt::slot::set_next(&mut disk, plan.target).map_err(|source| InstallError::Gpt {
+        step: "switching to the new slot",
+        disk: plan.disk.clone(),
+        source: Box::new(source),
+    })?;
+    drop(disk);
+    remove_quietly(cp_path);
+    // Staged from here on. The reboot marker goes before the prefs: a
+    // daemon restarted (without a reboot) that finds `previous-version`
+    // equal to the running version must also find the marker, or it takes
+    // the staged update for a rollback and deny-lists it.
+    let marker = job.root.join(&s.reboot_marker);
+    if let Some(dir) = marker.parent() {
+        fs::create_dir_all(dir).map_err(state_err(dir))?;
+    }
+    fs::write(&marker, b"").map_err(state_err(&marker))?;
+
+    let prefs = s.prefs(&job.root);
+    let pref_err = |key: &str| {
+        let path = prefs.dir().join(key);
+        move |source| InstallError::State { path, source }
+    };
+    prefs
+        .set(prefs::PREVIOUS_VERSION, &job.running_version)
+        .map_err(pref_err(prefs::PREVIOUS_VERSION))?;
+    if prefs
+        .get(prefs::ALEPH_VERSION)
+        .ok()
+        .flatten()
+        .is_none_or(|v| v.is_empty())
+        && !job.running_version.is_empty()
+    {
+        prefs
+            .set(prefs::ALEPH_VERSION, &job.running_version)
+            .map_err(pref_err(prefs::ALEPH_VERSION))?;
+    }
+    prefs
+        .set(
+            prefs::FULL_RESPONSE,
+            &String::from_utf8_lossy(&job.response_body),
+        )
+        .map_err(pref_err(prefs::FULL_RESPONSE))?;
+    prefs
+        .set(INSTALLED_VERSION_PREF, &job.info.version)
+        .map_err(pref_err(INSTALLED_VERSION_PREF))?;
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! The install pipeline, run on a blocking thread by the daemon:
+//!
+//! 1. policies ([`check_policy`]): no downgrade unless allowed, nothing from
+//!    the local deny list (run by the daemon before UPDATE_AVAILABLE);
+//! 2. slots ([`slots::detect`]) and the trusted keyring;
+//! 3. the target is made unbootable (P0 T0 S0) before its first byte is
+//!    written;
+//! 4. the payload streams from the network ([`crate::download`]) through
+//!    `payload::Applier` straight into the target partition, the kernel into
+//!    a hidden `.vmlinuz-X.partial` next to `vmlinuz-X`; the applier binds the
+//!    signed release metadata to the announced version and our board and
+//!    checks the whole-file size and SHA-256 from the response;
+//!    checkpoints go to the state directory so a restarted daemon resumes
+//!    with HTTP Range;
+//! 5. the kernel file is fsynced and renamed over `vmlinuz-X`, the target
+//!    synced;
+//! 6. the commit point: `cgpt::slot::set_next` (S0 T1, prioritized);
+//! 7. prefs Flatcar's tools read (`previous-version`, `aleph-version`,
+//!    `full-response`). The daemon then writes the reboot marker.
+//!
+//! Any failure before 6 leaves the target unbootable, the booted slot
+//! untouched and no partial kernel behind; only a killed daemon leaves the
+//! checkpoint and the partial kernel, which the next attempt at the same
+//! payload resumes from.
+
+//!
+//! The steps live in submodules: `policy` (1), `stream` (4: download,
+//! apply, checkpoints), `kernel` (the ESP: space check and the kernel
+//! file's fsync/rename) and `commit` (6 and 7).
+
+mod commit;
+mod kernel;
+mod policy;
+mod stream;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use omaha::{ErrorCode, UpdateInfo};
+use payload::{Keyring, PayloadError};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::config::Root;
+use crate::config::settings::Settings;
+use crate::download::DownloadError;
+use crate::fsm::Event;
+use crate::slots::{self, SlotError, SlotPlan};
+
+pub use policy::{PolicyRefusal, check_policy, compare_versions};
+
+/// Checkpoint file name in the state directory.
+pub const CHECKPOINT_FILE: &str = "install-checkpoint.json";
+/// Pref naming the version this agent last committed (for rollback
+/// detection and the deny list).
+pub const INSTALLED_VERSION_PREF: &str = "update-agent-installed-version";
+
+/// A failed install.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// A local policy refused the update.
+    #[error(transparent)]
+    Refused(#[from] PolicyRefusal),
+    /// Booted/target slot not found.
+    #[error(transparent)]
+    Slots(#[from] SlotError),
+    /// The trusted keyring could not be loaded.
+    #[error("trusted keys in {}: {source}", dir.display())]
+    Keys {
+        /// The directory.
+        dir: PathBuf,
+        /// The error.
+        #[source]
+        source: Box<PayloadError>,
+    },
+    /// A GPT attribute change failed.
+    #[error("{step} on {}: {source}", disk.display())]
+    Gpt {
+        /// What was being done.
+        step: &'static str,
+        /// The disk.
+        disk: PathBuf,
+        /// cgpt's error.
+        #[source]
+        source: Box<cgpt::Error>,
+    },
+    /// The download failed.
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    /// The payload was rejected or could not be applied.
+    #[error("payload: {0}")]
+    Payload(#[source] Box<PayloadError>),
+    /// The target partition could not be opened or synced.
+    #[error("target partition on {}: {source}", disk.display())]
+    Target {
+        /// The disk.
+        disk: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing the kernel file failed.
+    #[error("kernel file {}: {source}", path.display())]
+    Kernel {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Not enough room on the ESP.
+    #[error("not enough space in {} for the kernel: need {need} bytes, {free} free", dir.display())]
+    NoSpace {
+        /// The kernel directory.
+        dir: PathBuf,
+        /// Bytes needed.
+        need: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// Prefs or state could not be written.
+    #[error("state in {}: {source}", path.display())]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl InstallError {
+    /// update_engine's code for the error event.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::Refused(_) => ErrorCode::OmahaUpdateIgnoredPerPolicy,
+            Self::Slots(_) | Self::Target { .. } => ErrorCode::InstallDeviceOpenError,
+            Self::Keys { .. } => ErrorCode::DownloadPayloadPubKeyVerificationError,
+            Self::Gpt { .. } => ErrorCode::SetBootableFlagError,
+            Self::Download(e) => e.error_code(),
+            Self::Payload(e) => ErrorCode::from_code(e.flatcar_code()).unwrap_or(ErrorCode::Error),
+            Self::Kernel { .. } | Self::NoSpace { .. } => ErrorCode::KernelDeviceOpenError,
+            Self::State { .. } => ErrorCode::Error,
+        }
+    }
+
+    /// A stable name for logs and `LastError`.
+    pub fn error_kind(&self) -> &'static str {
+        match self {
+            Self::Refused(PolicyRefusal::Downgrade { .. }) => "downgrade_refused",
+            Self::Refused(PolicyRefusal::Denied { .. }) => "deny_listed",
+            Self::Slots(e) => e.error_kind(),
+            Self::Keys { .. } => "keyring",
+            Self::Gpt { .. } => "gpt_write",
+            Self::Download(e) => e.error_kind(),
+            Self::Payload(e) => e.error_kind(),
+            Self::Target { .. } => "target_io",
+            Self::Kernel { .. } => "kernel_write",
+            Self::NoSpace { .. } => "esp_full",
+            Self::State { .. } => "state_write",
+        }
+    }
+}
+
+/// Everything the pipeline needs.
+#[derive(Debug, Clone)]
+pub struct InstallJob {
+    /// The node root.
+    pub root: Root,
+    /// Settings.
+    pub settings: Settings,
+    /// The accepted update.
+    pub info: UpdateInfo,
+    /// The raw response (pref `full-response`).
+    pub response_body: Vec<u8>,
+    /// The running version.
+    pub running_version: String,
+    /// Our board (`FLATCAR_RELEASE_BOARD`), bound to the payload's signed
+    /// release metadata.
+    pub board: String,
+    /// `DOWNLOAD_USER`/`DOWNLOAD_PASSWORD`.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Runs the pipeline. Blocking: call it from `spawn_blocking`; `rt` runs
+/// the download tasks. Sends `DownloadProgress`, `DownloadComplete` and
+/// `Verified` on `events`; the caller sends `InstallComplete` or `Failed`.
+pub fn run(
+    job: &InstallJob,
+    rt: &tokio::runtime::Handle,
+    client: reqwest::Client,
+    events: &UnboundedSender<Event>,
+    cancel: Arc<AtomicBool>,
+) -> Result<SlotPlan, InstallError> {
+    let s = &job.settings;
+    let plan = slots::detect(&job.root, s)?;
+    tracing::info!(
+        "booted {} on {}; installing {} into {} ({} bytes at offset {})",
+        plan.booted,
+        plan.disk.display(),
+        job.info.version,
+        plan.target,
+        plan.target_len,
+        plan.target_offset
+    );
+    let keys_dir = job.root.join(&s.trusted_keys_dir);
+    let keys = Keyring::load_dir(&keys_dir).map_err(|source| InstallError::Keys {
+        dir: keys_dir.clone(),
+        source: Box::new(source),
+    })?;
+    let state_dir = job.root.join(&s.state_dir);
+    let cp_path = state_dir.join(CHECKPOINT_FILE);
+    let partial = plan
+        .kernel_dir
+        .join(format!(".{}.partial", plan.target.kernel_name()));
+    let state_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| InstallError::State { path, source }
+    };
+    fs::create_dir_all(&state_dir).map_err(state_err(&state_dir))?;
+    let kernel_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| InstallError::Kernel { path, source }
+    };
+    fs::create_dir_all(&plan.kernel_dir).map_err(kernel_err(&plan.kernel_dir))?;
+    kernel::check_space(&plan)?;
+
+    let saved =
+        stream::load_checkpoint(&cp_path).filter(|c| c.is_for(job, &plan) && partial.exists());
+    if saved.is_none() {
+        remove_quietly(&cp_path);
+        remove_quietly(&partial);
+    }
+
+    // Before the first byte is written: the target must not boot.
+    let gpt = |step: &'static str| {
+        let disk = plan.disk.clone();
+        move |source| InstallError::Gpt {
+            step,
+            disk,
+            source: Box::new(source),
+        }
+    };
+    let mut disk = cgpt::FileDisk::open_rw(&plan.disk).map_err(|source| InstallError::Target {
+        disk: plan.disk.clone(),
+        source,
+    })?;
+    cgpt::slot::mark_unbootable(&mut disk, plan.target)
+        .map_err(gpt("marking the target unbootable"))?;
+    drop(disk);
+
+    let result = stream::apply(
+        job, rt, client, events, cancel, &plan, &keys, &cp_path, &partial, saved,
+    );
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            remove_quietly(&cp_path);
+            remove_quietly(&partial);
+            return Err(e);
+        }
+    };
+    tracing::info!(
+        "payload verified: {} bytes, sha256 {}, signed by {}",
+        report.payload_size,
+        report.payload_sha256,
+        report.payload_signed_by
+    );
+    let _ = events.send(Event::Verified);
+
+    let finish = || -> Result<(), InstallError> {
+        kernel::install_kernel(&partial, &plan.target_kernel(), &plan.kernel_dir)?;
+        // The USR image.
+        File::open(&plan.disk)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| InstallError::Target {
+                disk: plan.disk.clone(),
+                source,
+            })?;
+        Ok(())
+    };
+    if let Err(e) = finish() {
+        remove_quietly(&cp_path);
+        remove_quietly(&partial);
+        return Err(e);
+    }
+    commit::commit(job, &plan, &cp_path)?;
+    Ok(plan)
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!("cannot remove {}: {e}", path.display());
+        }
+    }
+}
