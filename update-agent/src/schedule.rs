@@ -256,7 +256,8 @@ impl PayloadState {
     }
 
     /// Drops a backoff expiry further away than the longest backoff can
-    /// reach (`payload_backoff_max_days` plus half the fuzz), as
+    /// reach (`payload_backoff_max_days` plus the whole fuzz range, a
+    /// margin over the ±half a real expiry can carry), as
     /// update_engine does: a clock that went backwards or a damaged pref
     /// must not block updates for months. Returns whether it did.
     pub fn sanitize_backoff(&mut self, cfg: &ScheduleConfig, now: SystemTime) -> bool {
