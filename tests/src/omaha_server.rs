@@ -246,8 +246,11 @@ struct ServedFile {
     cut_after: Option<u64>,
     /// …for this many more responses.
     cuts_left: usize,
-    /// On a cut, keep the connection open (silent) instead of closing it.
-    stall: bool,
+    /// Serve up to this file offset, then keep the connection open and
+    /// silent.
+    stall_at: Option<u64>,
+    /// Responses that reached `stall_at`.
+    stalled: usize,
 }
 
 #[derive(Debug, Default)]
@@ -364,7 +367,8 @@ impl OmahaServer {
                 data: Arc::new(data),
                 cut_after: None,
                 cuts_left: 0,
-                stall: false,
+                stall_at: None,
+                stalled: 0,
             },
         );
     }
@@ -389,23 +393,37 @@ impl OmahaServer {
         f.cuts_left = times;
     }
 
-    /// Every following response for `/files/{name}` sends `bytes` body
-    /// bytes and then goes silent with the connection open (a hung server,
-    /// or a daemon killed mid-download); [`OmahaServer::unstall_file`]
-    /// ends it for new requests.
-    pub fn stall_file_after(&self, name: &str, bytes: u64) {
-        self.cut_file_after(name, bytes, usize::MAX);
+    /// Every following response for `/files/{name}` sends the file's
+    /// bytes up to offset `offset` and then goes silent with the connection
+    /// open (a hung server, or a daemon killed mid-download);
+    /// [`OmahaServer::unstall_file`] ends it for new requests.
+    ///
+    /// The offset is absolute so that a client's range retry (after its
+    /// low-speed abort) stalls at the same place instead of finishing the
+    /// download while a slow test is still deciding when to kill it.
+    pub fn stall_file_after(&self, name: &str, offset: u64) {
         let mut s = self.lock();
-        if let Some(f) = s.files.get_mut(&format!("/files/{name}")) {
-            f.stall = true;
-        }
+        let f = s
+            .files
+            .get_mut(&format!("/files/{name}"))
+            .expect("serve_file first");
+        f.stall_at = Some(offset);
+    }
+
+    /// How many responses for `/files/{name}` have reached their stall
+    /// point so far.
+    pub fn stalled_responses(&self, name: &str) -> usize {
+        self.lock()
+            .files
+            .get(&format!("/files/{name}"))
+            .map_or(0, |f| f.stalled)
     }
 
     /// Serves `/files/{name}` normally again.
     pub fn unstall_file(&self, name: &str) {
         let mut s = self.lock();
         if let Some(f) = s.files.get_mut(&format!("/files/{name}")) {
-            f.stall = false;
+            f.stall_at = None;
             f.cut_after = None;
             f.cuts_left = 0;
         }
@@ -566,18 +584,25 @@ async fn handle(mut stream: impl Conn, shared: Arc<Mutex<Shared>>) -> std::io::R
             return stream.shutdown().await;
         }
         let file = lock().files.get_mut(&head.path).map(|f| {
-            let cut = if f.cuts_left > 0 {
+            let cut = if let Some(at) = f.stall_at {
+                Cut::StallAt(at)
+            } else if f.cuts_left > 0 {
                 f.cuts_left -= 1;
-                f.cut_after
+                f.cut_after.map_or(Cut::None, Cut::After)
             } else {
-                None
+                Cut::None
             };
-            (f.data.clone(), cut, f.stall)
+            (f.data.clone(), cut)
         });
         return match file {
-            Some((data, cut, stall)) => {
+            Some((data, cut)) => {
                 let r = serve_file(&mut stream, &head, &data, cut).await;
-                if stall && cut.is_some() {
+                if let Cut::StallAt(_) = cut {
+                    if r.is_ok() {
+                        if let Some(f) = lock().files.get_mut(&head.path) {
+                            f.stalled += 1;
+                        }
+                    }
                     tokio::time::sleep(Duration::from_secs(300)).await;
                 }
                 r
@@ -713,11 +738,22 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
     Ok(Some((start, end)))
 }
 
+/// How a file response ends early.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// The whole requested range.
+    None,
+    /// Close after this many body bytes.
+    After(u64),
+    /// Stop at this file offset (the caller then goes silent).
+    StallAt(u64),
+}
+
 async fn serve_file(
     stream: &mut impl Conn,
     head: &Head,
     data: &[u8],
-    cut: Option<u64>,
+    cut: Cut,
 ) -> std::io::Result<()> {
     let len = data.len() as u64;
     let range = head
@@ -755,13 +791,14 @@ async fn serve_file(
     }
     let body = &data[start as usize..end as usize];
     let body = match cut {
-        Some(n) => &body[..(n as usize).min(body.len())],
-        None => body,
+        Cut::After(n) => &body[..(n as usize).min(body.len())],
+        Cut::StallAt(at) => &body[..(at.saturating_sub(start) as usize).min(body.len())],
+        Cut::None => body,
     };
     stream.write_all(body).await?;
     stream.flush().await?;
     // On a cut, drop the connection without a clean shutdown of the body.
-    if cut.is_none() {
+    if matches!(cut, Cut::None) {
         stream.shutdown().await?;
     }
     Ok(())

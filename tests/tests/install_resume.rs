@@ -63,8 +63,12 @@ async fn resumes_after_restart() {
         assert!(child.try_wait().unwrap().is_none(), "child exited early");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Let the transfer reach the stall, then kill the daemon.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the transfer reach the stall (the server says when), then kill
+    // the daemon.
+    while server.stalled_responses(PAYLOAD_NAME) == 0 {
+        assert!(Instant::now() < deadline, "the download never reached the stall");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let cp: serde_json_value::Value =
