@@ -66,7 +66,10 @@ async fn resumes_after_restart() {
     // Let the transfer reach the stall (the server says when), then kill
     // the daemon.
     while server.stalled_responses(PAYLOAD_NAME) == 0 {
-        assert!(Instant::now() < deadline, "the download never reached the stall");
+        assert!(
+            Instant::now() < deadline,
+            "the download never reached the stall"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().unwrap();
