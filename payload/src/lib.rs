@@ -15,6 +15,7 @@ pub mod hashing_reader;
 pub mod header;
 pub mod inspect;
 pub mod keys;
+pub mod mapped;
 pub mod ops;
 pub mod plan;
 pub mod proto;

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use payload::generate::{Compressor, GenOptions, PartitionInput};
 use payload::keys::{Keyring, SigningKey};
+use payload::mapped::MappedImage;
 use payload::proto::ReleaseInfo;
 use payload::write::{Signed, UnsignedPayload};
 use payload::{Applier, ApplyOptions, PayloadError, Slot, Slots};
@@ -218,8 +219,9 @@ fn load_key(p: &Path) -> Result<SigningKey> {
     Ok(SigningKey::parse_pem(&text)?)
 }
 
-fn read_image(p: &Path) -> Result<Vec<u8>> {
-    std::fs::read(p).with_context(|| format!("reading image {}", p.display()))
+/// Images are mapped, not read: generation then holds no copy of them.
+fn read_image(p: &Path) -> Result<MappedImage> {
+    Ok(MappedImage::open(p)?)
 }
 
 fn create(p: &Path) -> Result<BufWriter<File>> {
@@ -310,7 +312,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let signers: Vec<SigningKey> =
                 keys.iter().map(|k| load_key(k)).collect::<Result<_>>()?;
-            let mut data: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+            let mut data: Vec<(String, MappedImage, Option<MappedImage>)> = Vec::new();
             data.push((
                 "usr".into(),
                 read_image(&target)?,
