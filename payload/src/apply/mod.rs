@@ -45,6 +45,10 @@ pub struct ApplyOptions {
     /// Omaha `sha256` of the whole file.
     pub expected_sha256: Option<[u8; 32]>,
     pub expect: Expectations,
+    /// Bytes of blobs and decompressed data the pipeline may hold at once;
+    /// `None` is [`IN_FLIGHT`]. A daemon with a tight memory budget lowers
+    /// it (the pipeline then overlaps less work).
+    pub in_flight: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +193,7 @@ impl<'a> Applier<'a> {
             op: start_op,
             data_offset: start_data,
             max_op_size: self.opts.limits.max_op_size,
+            in_flight: self.opts.in_flight.unwrap_or(IN_FLIGHT),
         };
         pipeline::run_ops(r, plan, slots, start, |d| {
             self.done(d, data_start, meta, total, ops_total)

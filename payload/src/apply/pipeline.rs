@@ -35,6 +35,8 @@ pub(super) struct Start {
     pub(super) op: usize,
     pub(super) data_offset: u64,
     pub(super) max_op_size: u64,
+    /// The in-flight byte budget ([`IN_FLIGHT`] unless the caller chose).
+    pub(super) in_flight: u64,
 }
 
 /// Run the operations from `start.op` on, as a pipeline:
@@ -63,8 +65,8 @@ pub(super) fn run_ops<R: Read>(
 ) -> Result<()> {
     let limit = start.max_op_size;
     let bs = plan.block_size;
-    let budget = &Budget::new(IN_FLIGHT);
-    let pool = &BufPool::new(IN_FLIGHT / 2);
+    let budget = &Budget::new(start.in_flight);
+    let pool = &BufPool::new(start.in_flight / 2);
     let has_slot: Vec<bool> = plan
         .partitions
         .iter()
