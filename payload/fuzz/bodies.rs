@@ -35,9 +35,8 @@ pub fn apply_op(data: &[u8]) {
     };
     // The applier relies on plan validation for bounds, as the pipeline does.
     let in_range = |xs: &[Extent]| {
-        xs.iter().all(|x| {
-            x.num() > 0 && x.start().checked_add(x.num()).is_some_and(|e| e <= BLOCKS)
-        })
+        xs.iter()
+            .all(|x| x.num() > 0 && x.start().checked_add(x.num()).is_some_and(|e| e <= BLOCKS))
     };
     if !in_range(&op.dst_extents) || !in_range(&op.src_extents) || op.dst_extents.is_empty() {
         return;
@@ -53,5 +52,9 @@ pub fn apply_op(data: &[u8]) {
         Some(&mut source),
         &mut Scratch::default(),
     );
-    assert_eq!(target.len(), (BLOCKS * 4096) as usize, "wrote past the target");
+    assert_eq!(
+        target.len(),
+        (BLOCKS * 4096) as usize,
+        "wrote past the target"
+    );
 }
