@@ -8,7 +8,9 @@ mod bodies;
 use std::path::Path;
 
 fn replay(target: &str, body: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -20,7 +22,11 @@ fn replay(target: &str, body: fn(&[u8])) {
     }
     // The corpora hold hundreds of inputs: an empty directory means a
     // broken checkout, not a pass.
-    assert!(n > 100, "{target}: only {n} corpus inputs in {}", dir.display());
+    assert!(
+        n > 100,
+        "{target}: only {n} corpus inputs in {}",
+        dir.display()
+    );
 }
 
 #[test]
