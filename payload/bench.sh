@@ -2,8 +2,10 @@
 # Benchmarks for the payload crate (see README.md "Benchmarks").
 #   payload/bench.sh full    # 1. full apply of a SIZE_MB image vs xz/zstd | tee sha256sum | dd
 #   payload/bench.sh delta   # 2+3. delta size/time on two PyPI wheel releases vs bsdiff and zstd --patch-from
+#                            (numpy 2.0.0 -> 2.0.1 by default: Debian bsdiff needs ~1 h on it, and did not
+#                            finish scipy 1.13.0 -> 1.13.1 in 48 min)
 # Env: BENCH_DIR (default /tmp/payload-bench), SIZE_MB (1024), ZSTD_LEVEL (19),
-#      WHEEL (scipy), OLD_VER (1.13.0), NEW_VER (1.13.1), ROUNDS (3: the
+#      WHEEL (numpy), OLD_VER (2.0.0), NEW_VER (2.0.1), ROUNDS (3: the
 #      zstd apply and its pipeline alternate this many times; xz twice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +62,7 @@ full() {
 
 delta() {
   keys
-  local wheel=${WHEEL:-scipy} ov=${OLD_VER:-1.13.0} nv=${NEW_VER:-1.13.1}
+  local wheel=${WHEEL:-numpy} ov=${OLD_VER:-2.0.0} nv=${NEW_VER:-2.0.1}
   for v in "$ov" "$nv"; do
     if [ ! -f "$W/$v.img" ]; then
       mkdir -p "$W/dl-$v" "$W/root-$v"
