@@ -185,6 +185,23 @@ impl Keyring {
         Ok(ring)
     }
 
+    /// Adds the public key in the PEM file `path` (such as Flatcar's
+    /// `/usr/share/update_engine/update-payload-key.pub.pem`), named by its
+    /// file name. The keyring's revocations apply to it too.
+    pub fn add_file(&mut self, path: &Path) -> Result<()> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| PayloadError::Keyring(format!("reading {}: {e}", path.display())))?;
+        let key = PublicKey::parse(&bytes)
+            .map_err(|e| PayloadError::Keyring(format!("{}: {e}", path.display())))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        self.keys.push((name, key));
+        Ok(())
+    }
+
     /// Trusted keys: loaded minus revoked. An empty result is an error.
     pub fn active(&self) -> Result<Vec<&(String, PublicKey)>> {
         let keys: Vec<_> = self

@@ -282,3 +282,48 @@ async fn cut_download_resumes_within_the_run() {
     assert_eq!(node.cgpt_pts(Slot::B), (2, 1, 0));
     assert_eq!(omaha_log(&server), ["check", "13/1", "14/1", "3/1"]);
 }
+
+/// Flatcar's key file (`/usr/share/update_engine/update-payload-key.pub.pem`,
+/// where admins bind-mount another key to switch servers) is trusted beside
+/// the key directory. With Flatcar's production key there and no key
+/// directory, a payload Flatcar did not sign is refused; with neither, the
+/// update fails before anything is downloaded (update_engine would skip the
+/// signature check); with the release key there, it installs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flatcar_payload_key_file() {
+    let (server, node) = setup().await;
+    let (usr, kernel, payload) = fixture::small_payload();
+    std::fs::remove_dir_all(node.path("/etc/update-agent/keys")).unwrap();
+    let key_file = node.path("/usr/share/update_engine/update-payload-key.pub.pem");
+    std::fs::create_dir_all(key_file.parent().unwrap()).unwrap();
+    let official = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../payload/tests/data/flatcar/official-v2.pub.pem");
+    std::fs::copy(official, &key_file).unwrap();
+    server.push(Reply::Update(offer(&server, "3600.0.0", payload)));
+    let err = fails(&server, &node, 26, 0).await;
+    assert!(err.message.contains("signature"), "{err:?}");
+
+    std::fs::remove_file(&key_file).unwrap();
+    server.push(Reply::Update(offer(&server, "3600.0.0", payload)));
+    let gets = |s: &OmahaServer| s.requests().iter().filter(|r| r.method == "GET").count();
+    let before = gets(&server);
+    let err = fails(&server, &node, 18, 0).await;
+    assert!(err.message.contains("no trusted keys"), "{err:?}");
+    assert_eq!(gets(&server), before, "downloaded without a keyring");
+
+    std::fs::write(&key_file, fixture::test_key().public().to_pem().unwrap()).unwrap();
+    server.push(Reply::Update(offer(&server, "3600.0.0", payload)));
+    let mut daemon = Daemon::new(Root::new(node.root()), None).unwrap();
+    let outcome = daemon.run_once().await;
+    assert!(
+        matches!(outcome, Outcome::Updated { .. }),
+        "{outcome:?} {:?}",
+        daemon.handle().last_error()
+    );
+    assert!(node.read_slot(Slot::B)[..usr.len()] == usr[..]);
+    assert_eq!(
+        std::fs::read(node.path("/boot/flatcar/vmlinuz-b")).unwrap(),
+        *kernel
+    );
+    assert_eq!(node.cgpt_pts(Slot::B), (2, 1, 0));
+}

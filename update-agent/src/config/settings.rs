@@ -169,6 +169,9 @@ fragment!(
         kernel_dir: PathBuf,
         /// Directory of trusted payload signing keys.
         trusted_keys_dir: PathBuf,
+        /// Flatcar's payload key file, trusted too when it exists (an empty
+        /// path turns it off).
+        flatcar_payload_key: PathBuf,
         /// Accept an offered version lower than the running one.
         allow_downgrade: bool,
         /// Command to reboot after an update; unset leaves the reboot to
@@ -282,6 +285,9 @@ pub struct Settings {
     pub kernel_dir: PathBuf,
     /// Trusted payload keys.
     pub trusted_keys_dir: PathBuf,
+    /// Flatcar's payload key file, also trusted when present; `None` when
+    /// turned off.
+    pub flatcar_payload_key: Option<PathBuf>,
     /// Accept downgrades.
     pub allow_downgrade: bool,
     /// Reboot command, `None` to leave rebooting to others.
@@ -395,6 +401,11 @@ impl Settings {
     pub const DEFAULT_KERNEL_DIR: &'static str = "/boot/flatcar";
     /// Default trusted key directory.
     pub const DEFAULT_TRUSTED_KEYS_DIR: &'static str = "/usr/share/update-agent/trusted-keys.d";
+    /// Where Flatcar installs its payload key (and where admins bind-mount
+    /// another one to switch update servers): trusted by default so a
+    /// stock node keeps accepting Flatcar's payloads.
+    pub const DEFAULT_FLATCAR_PAYLOAD_KEY: &'static str =
+        "/usr/share/update_engine/update-payload-key.pub.pem";
 
     /// Loads and validates the layered files under `root`.
     pub fn load(root: &Root) -> Result<Self, SettingsError> {
@@ -546,6 +557,13 @@ impl Settings {
                     .trusted_keys_dir
                     .unwrap_or_else(|| Self::DEFAULT_TRUSTED_KEYS_DIR.into()),
             )?,
+            flatcar_payload_key: match f.install.flatcar_payload_key {
+                Some(p) if p.as_os_str().is_empty() => None,
+                p => Some(absolute(
+                    "install.flatcar_payload_key",
+                    p.unwrap_or_else(|| Self::DEFAULT_FLATCAR_PAYLOAD_KEY.into()),
+                )?),
+            },
             allow_downgrade: f.install.allow_downgrade.unwrap_or(false),
             reboot_command,
             state_dir: absolute(

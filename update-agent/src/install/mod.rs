@@ -205,11 +205,7 @@ pub fn run(
         plan.target_len,
         plan.target_offset
     );
-    let keys_dir = job.root.join(&s.trusted_keys_dir);
-    let keys = Keyring::load_dir(&keys_dir).map_err(|source| InstallError::Keys {
-        dir: keys_dir.clone(),
-        source: Box::new(source),
-    })?;
+    let keys = load_keyring(job, s)?;
     let state_dir = job.root.join(&s.state_dir);
     let cp_path = state_dir.join(CHECKPOINT_FILE);
     let partial = plan
@@ -296,4 +292,33 @@ fn remove_quietly(path: &Path) {
             tracing::warn!("cannot remove {}: {e}", path.display());
         }
     }
+}
+
+/// The trusted keys: the key directory plus Flatcar's payload key file
+/// when it exists. Either may be missing, not both: an empty keyring is an
+/// error, never "signature checks skipped" (what update_engine does when
+/// its key file is absent).
+fn load_keyring(job: &InstallJob, s: &Settings) -> Result<Keyring, InstallError> {
+    let dir = job.root.join(&s.trusted_keys_dir);
+    let flatcar_key = s
+        .flatcar_payload_key
+        .as_ref()
+        .map(|f| job.root.join(f))
+        .filter(|f| f.exists());
+    let keys_err = |source| InstallError::Keys {
+        dir: dir.clone(),
+        source: Box::new(source),
+    };
+    let mut ring = match Keyring::load_dir(&dir) {
+        Ok(ring) => ring,
+        // A missing directory is fine on its own; `active` below refuses
+        // an empty result.
+        Err(_) if !dir.exists() => Keyring::new(),
+        Err(e) => return Err(keys_err(e)),
+    };
+    if let Some(file) = &flatcar_key {
+        ring.add_file(file).map_err(keys_err)?;
+    }
+    ring.active().map_err(keys_err)?;
+    Ok(ring)
 }

@@ -157,3 +157,39 @@ fn schedule_timers_in_milliseconds() {
     let err = Settings::load(&root).unwrap_err();
     assert!(err.to_string().contains("max_backoff_secs"), "{err}");
 }
+
+#[test]
+fn flatcar_payload_key_default_override_and_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new(dir.path());
+    let s = Settings::load(&root).unwrap();
+    assert_eq!(
+        s.flatcar_payload_key.as_deref(),
+        Some(Path::new(
+            "/usr/share/update_engine/update-payload-key.pub.pem"
+        ))
+    );
+    write(
+        &root,
+        "/etc/update-agent/config.toml",
+        "[install]\nflatcar_payload_key = \"/etc/flatcar/key.pem\"\n",
+    );
+    let s = Settings::load(&root).unwrap();
+    assert_eq!(
+        s.flatcar_payload_key.as_deref(),
+        Some(Path::new("/etc/flatcar/key.pem"))
+    );
+    write(
+        &root,
+        "/etc/update-agent/config.d/50-off.toml",
+        "[install]\nflatcar_payload_key = \"\"\n",
+    );
+    assert_eq!(Settings::load(&root).unwrap().flatcar_payload_key, None);
+    write(
+        &root,
+        "/etc/update-agent/config.d/60-rel.toml",
+        "[install]\nflatcar_payload_key = \"key.pem\"\n",
+    );
+    let err = Settings::load(&root).unwrap_err().to_string();
+    assert!(err.contains("install.flatcar_payload_key"), "{err}");
+}
