@@ -597,15 +597,13 @@ async fn handle(mut stream: impl Conn, shared: Arc<Mutex<Shared>>) -> std::io::R
         return match file {
             Some((data, cut)) => {
                 let r = serve_file(&mut stream, &head, &data, cut).await;
-                if let Cut::StallAt(_) = cut {
-                    if r.is_ok() {
-                        if let Some(f) = lock().files.get_mut(&head.path) {
-                            f.stalled += 1;
-                        }
+                if let Ok(true) = r {
+                    if let Some(f) = lock().files.get_mut(&head.path) {
+                        f.stalled += 1;
                     }
                     tokio::time::sleep(Duration::from_secs(300)).await;
                 }
-                r
+                r.map(|_| ())
             }
             None => respond(&mut stream, 404, "text/plain", b"not found").await,
         };
@@ -749,12 +747,14 @@ enum Cut {
     StallAt(u64),
 }
 
+/// Serves `data` for a GET or HEAD; true when the body stopped at a
+/// [`Cut::StallAt`] offset (the caller then goes silent).
 async fn serve_file(
     stream: &mut impl Conn,
     head: &Head,
     data: &[u8],
     cut: Cut,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     let len = data.len() as u64;
     let range = head
         .headers
@@ -779,7 +779,7 @@ async fn serve_file(
                 ],
             )
             .await?;
-            return stream.shutdown().await;
+            return stream.shutdown().await.map(|()| false);
         }
     };
     headers.push(("Content-Length", (end - start).to_string()));
@@ -787,21 +787,23 @@ async fn serve_file(
     headers.push(("Content-Type", "application/octet-stream".into()));
     write_head(stream, status, &headers).await?;
     if head.method == "HEAD" {
-        return stream.shutdown().await;
+        return stream.shutdown().await.map(|()| false);
     }
+    // A range that ends before the stall offset is served whole.
+    let stalls = matches!(cut, Cut::StallAt(at) if end > at);
     let body = &data[start as usize..end as usize];
     let body = match cut {
         Cut::After(n) => &body[..(n as usize).min(body.len())],
-        Cut::StallAt(at) => &body[..(at.saturating_sub(start) as usize).min(body.len())],
-        Cut::None => body,
+        Cut::StallAt(at) if stalls => &body[..at.saturating_sub(start) as usize],
+        Cut::StallAt(_) | Cut::None => body,
     };
     stream.write_all(body).await?;
     stream.flush().await?;
     // On a cut, drop the connection without a clean shutdown of the body.
-    if matches!(cut, Cut::None) {
+    if matches!(cut, Cut::None) || matches!(cut, Cut::StallAt(_)) && !stalls {
         stream.shutdown().await?;
     }
-    Ok(())
+    Ok(stalls)
 }
 
 #[cfg(test)]

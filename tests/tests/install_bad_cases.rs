@@ -327,3 +327,42 @@ async fn flatcar_payload_key_file() {
     );
     assert_eq!(node.cgpt_pts(Slot::B), (2, 1, 0));
 }
+
+/// A failure after the commit point (here the reboot marker cannot be
+/// written: its directory is a file) undoes the slot switch: the error is
+/// reported and the next boot is still the booted slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_after_the_switch_undoes_it() {
+    let (server, node) = setup().await;
+    let (_, _, payload) = fixture::small_payload();
+    node.add_config(
+        "[state]\nreboot_marker = \"/run/blocked/update_engine_autoupdate_completed\"\n",
+    );
+    std::fs::create_dir_all(node.path("/run")).unwrap();
+    std::fs::write(node.path("/run/blocked"), "not a directory").unwrap();
+    server.push(Reply::Update(offer(&server, "3600.0.0", payload)));
+    let a = node.slot_hash(Slot::A);
+    let previous =
+        || std::fs::read(node.path("/var/lib/update_engine/prefs/previous-version")).ok();
+    let previous_before = previous();
+    let mut daemon = Daemon::new(Root::new(node.root()), None).unwrap();
+    let outcome = daemon.run_once().await;
+    let Outcome::Failed(err) = outcome else {
+        panic!("expected a failure, got {outcome:?}")
+    };
+    assert!(err.message.contains("/run/blocked"), "{err:?}");
+    assert_eq!(daemon.handle().status().operation, Operation::Idle);
+    assert_eq!(node.slot_hash(Slot::A), a);
+    assert_eq!(node.cgpt_pts(Slot::A), (1, 0, 1));
+    assert_eq!(node.cgpt_pts(Slot::B), (0, 0, 0));
+    // The verified kernel stays (complete, and unused while B is unbootable).
+    assert_eq!(node.kernel_dir_listing(), ["vmlinuz-a", "vmlinuz-b"]);
+    // Not the running version: without the marker that reads as a rollback.
+    let previous =
+        std::fs::read_to_string(node.path("/var/lib/update_engine/prefs/previous-version"));
+    assert_ne!(previous.ok().as_deref(), Some(fixture::RUNNING));
+    assert!(!node.exists("/var/lib/update_engine/prefs/update-agent-installed-version"));
+    let log = omaha_log(&server);
+    assert_eq!(log[..3], ["check", "13/1", "14/1"], "{log:?}");
+    assert!(log[3].starts_with("3/0/"), "{log:?}");
+}

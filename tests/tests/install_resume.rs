@@ -66,9 +66,19 @@ async fn resumes_after_restart() {
     // Let the transfer reach the stall (the server says when), then kill
     // the daemon.
     while server.stalled_responses(PAYLOAD_NAME) == 0 {
+        let gets: Vec<_> = server
+            .requests()
+            .iter()
+            .filter(|r| r.method != "POST")
+            .map(|r| format!("{} {:?}", r.method, r.header("range")))
+            .collect();
         assert!(
             Instant::now() < deadline,
-            "the download never reached the stall"
+            "the download never reached the stall: {gets:?}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "child exited before the stall: {gets:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -161,7 +161,9 @@ struct Pending {
 #[derive(Debug)]
 enum InstallMsg {
     Event(Event),
-    Done(Result<(), EventErrorCode>),
+    /// The verdict; on failure, the code and whether it counts against
+    /// the payload's URL ([`InstallError::counts_against_payload`]).
+    Done(Result<(), (EventErrorCode, bool)>),
 }
 
 /// The daemon.
@@ -297,12 +299,12 @@ impl Daemon {
                     }
                     InstallMsg::Done(result) => {
                         self.installing = false;
-                        if let Err(code) = &result {
+                        if let Err((code, true)) = &result {
                             self.note_install_failure(*code);
                         }
                         self.queue.push_back(match result {
                             Ok(()) => Event::InstallComplete,
-                            Err(code) => Event::Failed { code },
+                            Err((code, _)) => Event::Failed { code },
                         });
                     }
                 },
@@ -677,7 +679,7 @@ impl Daemon {
                         kind: e.error_kind().into(),
                         message: e.to_string(),
                     });
-                    Err(code)
+                    Err((code, e.counts_against_payload()))
                 }
             };
             let _ = tx.send(InstallMsg::Done(done));

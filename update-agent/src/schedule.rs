@@ -261,8 +261,10 @@ impl PayloadState {
     /// update_engine does: a clock that went backwards or a damaged pref
     /// must not block updates for months. Returns whether it did.
     pub fn sanitize_backoff(&mut self, cfg: &ScheduleConfig, now: SystemTime) -> bool {
+        // Saturating: the settings may hold absurd values; this is a sanity
+        // check, it must not panic (release builds keep overflow checks).
         let longest = Duration::from_secs(u64::from(cfg.payload_backoff_max_days) * 86_400)
-            + cfg.payload_backoff_fuzz;
+            .saturating_add(cfg.payload_backoff_fuzz);
         match self.backoff_expiry {
             Some(t) if now.checked_add(longest).is_some_and(|limit| t > limit) => {
                 tracing::warn!(
@@ -309,7 +311,7 @@ impl PayloadState {
         rng: &mut impl Rng,
     ) {
         self.url_failure_count = 0;
-        self.url_index += 1;
+        self.url_index = self.url_index.saturating_add(1);
         if self.url_index >= info.urls.len() {
             self.url_index = 0;
             self.increment_attempt(cfg, backoff, now, rng);
@@ -329,7 +331,9 @@ impl PayloadState {
     ) {
         match classify_failure(code) {
             FailureAction::CountFailure => {
-                self.url_failure_count += 1;
+                // Saturating: the count comes from a pref file, which may hold
+                // anything up to u32::MAX.
+                self.url_failure_count = self.url_failure_count.saturating_add(1);
                 if self.url_failure_count >= info.postinstall.max_failure_count_per_url {
                     self.next_url(info, cfg, backoff, now, rng);
                 }

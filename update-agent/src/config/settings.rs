@@ -105,8 +105,8 @@ fragment!(
     /// `[schedule]`. The check timers also take milliseconds
     /// (`first_check_ms`, `first_check_fuzz_ms`, `periodic_ms`,
     /// `periodic_fuzz_ms`, `max_backoff_ms`), for tests and fast test
-    /// fleets; setting both the `_secs` and the `_ms` form of one timer
-    /// (in any layers) is an error.
+    /// fleets. A later layer's form replaces an earlier layer's other form;
+    /// both forms of one timer in the same file are an error.
     ScheduleFragment {
         /// Periodic checks on/off (manual checks always work).
         enabled: bool,
@@ -248,6 +248,7 @@ impl Fragment {
     /// Overrides fields set in `other`.
     pub fn merge(&mut self, other: Self) {
         self.omaha.merge(other.omaha);
+        self.schedule.drop_overridden_units(&other.schedule);
         self.schedule.merge(other.schedule);
         self.download.merge(other.download);
         self.install.merge(other.install);
@@ -303,6 +304,29 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self::from_fragment(Fragment::default()).expect("defaults are valid")
+    }
+}
+
+impl ScheduleFragment {
+    /// Before `later` is merged in: a timer it sets in one unit replaces
+    /// this layer's value in the other unit, so a drop-in in `/etc` can
+    /// override `/usr/lib`'s `periodic_secs` with `periodic_ms`.
+    fn drop_overridden_units(&mut self, later: &Self) {
+        macro_rules! pair {
+            ($secs:ident, $ms:ident) => {
+                if later.$secs.is_some() {
+                    self.$ms = None;
+                }
+                if later.$ms.is_some() {
+                    self.$secs = None;
+                }
+            };
+        }
+        pair!(first_check_secs, first_check_ms);
+        pair!(first_check_fuzz_secs, first_check_fuzz_ms);
+        pair!(periodic_secs, periodic_ms);
+        pair!(periodic_fuzz_secs, periodic_fuzz_ms);
+        pair!(max_backoff_secs, max_backoff_ms);
     }
 }
 

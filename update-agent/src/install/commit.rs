@@ -18,10 +18,6 @@ pub(super) fn commit(
     cp_path: &Path,
 ) -> Result<(), InstallError> {
     let s = &job.settings;
-    let state_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| InstallError::State { path, source }
-    };
     // The commit point.
     let mut disk = cgpt::FileDisk::open_rw(&plan.disk).map_err(|source| InstallError::Target {
         disk: plan.disk.clone(),
@@ -32,12 +28,41 @@ pub(super) fn commit(
         disk: plan.disk.clone(),
         source: Box::new(source),
     })?;
-    drop(disk);
     remove_quietly(cp_path);
-    // Staged from here on. The reboot marker goes before the prefs: a
-    // daemon restarted (without a reboot) that finds `previous-version`
-    // equal to the running version must also find the marker, or it takes
-    // the staged update for a rollback and deny-lists it.
+    let prefs = s.prefs(&job.root);
+    let previous = prefs.get(prefs::PREVIOUS_VERSION).ok().flatten();
+    if let Err(e) = record(job) {
+        // A switched slot with no marker or prefs is a staged update the
+        // daemon cannot account for (and would report as failed while the
+        // next boot takes it): undo the switch and what was recorded, so a
+        // failure leaves the booted slot as the next boot and the state as
+        // before, as every other failure does. A `previous-version` equal
+        // to the running one without the marker would read as a rollback.
+        if let Err(revert) = cgpt::slot::mark_unbootable(&mut disk, plan.target) {
+            tracing::error!("cannot undo the slot switch after {e}: {revert}");
+        }
+        remove_quietly(&job.root.join(&s.reboot_marker));
+        let _ = match &previous {
+            Some(v) => prefs.set(prefs::PREVIOUS_VERSION, v),
+            None => prefs.delete(prefs::PREVIOUS_VERSION),
+        };
+        let _ = prefs.delete(INSTALLED_VERSION_PREF);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Records the staged update: the reboot marker, then the prefs.
+fn record(job: &InstallJob) -> Result<(), InstallError> {
+    let s = &job.settings;
+    let state_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| InstallError::State { path, source }
+    };
+    // The reboot marker goes before the prefs: a daemon restarted (without
+    // a reboot) that finds `previous-version` equal to the running version
+    // must also find the marker, or it takes the staged update for a
+    // rollback and deny-lists it.
     let marker = job.root.join(&s.reboot_marker);
     if let Some(dir) = marker.parent() {
         fs::create_dir_all(dir).map_err(state_err(dir))?;

@@ -132,6 +132,25 @@ pub enum InstallError {
 }
 
 impl InstallError {
+    /// Whether the failure says something about the payload or the server
+    /// that served it, so it moves the payload state (URL failures,
+    /// attempts, backoff). Local trouble (keys, disk, kernel directory,
+    /// state files, a policy refusal, a cancel) must not: once an admin
+    /// fixes it, the next check installs instead of waiting out a backoff.
+    pub fn counts_against_payload(&self) -> bool {
+        match self {
+            Self::Download(e) => !matches!(e, DownloadError::Cancelled),
+            Self::Payload(e) => !matches!(
+                **e,
+                PayloadError::Keyring(_)
+                    | PayloadError::TargetIo { .. }
+                    | PayloadError::Io { .. }
+                    | PayloadError::CheckpointMismatch(_)
+            ),
+            _ => false,
+        }
+    }
+
     /// update_engine's code for the error event.
     pub fn error_code(&self) -> ErrorCode {
         match self {
@@ -321,4 +340,45 @@ fn load_keyring(job: &InstallJob, s: &Settings) -> Result<Keyring, InstallError>
     }
     ring.active().map_err(keys_err)?;
     Ok(ring)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_payload_and_server_failures_move_the_payload_state() {
+        let payload = |e| InstallError::Payload(Box::new(e));
+        let counted = [
+            InstallError::Download(DownloadError::NoUrls),
+            payload(PayloadError::PayloadHashMismatch {
+                expected: "a".into(),
+                actual: "b".into(),
+            }),
+            payload(PayloadError::PayloadSignatureMismatch),
+        ];
+        for e in &counted {
+            assert!(e.counts_against_payload(), "{e}");
+        }
+        let local = [
+            InstallError::Download(DownloadError::Cancelled),
+            InstallError::Keys {
+                dir: "/k".into(),
+                source: Box::new(PayloadError::Keyring("empty".into())),
+            },
+            payload(PayloadError::Keyring("empty".into())),
+            payload(PayloadError::TargetIo {
+                partition: "usr".into(),
+                offset: 0,
+                source: io::Error::other("EIO"),
+            }),
+            InstallError::State {
+                path: "/s".into(),
+                source: io::Error::other("ENOSPC"),
+            },
+        ];
+        for e in &local {
+            assert!(!e.counts_against_payload(), "{e}");
+        }
+    }
 }

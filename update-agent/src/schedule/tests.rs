@@ -382,3 +382,41 @@ fn restored_state_is_sanitized() {
     assert_eq!(st.backoff_expiry, None);
     assert!(!st.in_backoff(now));
 }
+
+#[test]
+fn extreme_restored_counts_and_settings_do_not_panic() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let info = update_info(1);
+    let mut st = PayloadState {
+        response_signature: response_signature(&info),
+        attempt_number: u32::MAX,
+        url_index: 0,
+        url_failure_count: u32::MAX,
+        backoff_expiry: None,
+    };
+    st.set_response(&info);
+    // Whatever set_response kept, force the extremes a damaged pref holds.
+    st.url_failure_count = u32::MAX;
+    st.attempt_number = u32::MAX;
+    let cfg = ScheduleConfig {
+        payload_backoff_fuzz: Duration::MAX,
+        ..ScheduleConfig::default()
+    };
+    let mut r = rng();
+    for backoff in [false, true] {
+        st.url_failure_count = u32::MAX;
+        st.on_failure(
+            ErrorCode::DownloadTransferError,
+            &info,
+            &cfg,
+            backoff,
+            now,
+            &mut r,
+        );
+    }
+    st.backoff_expiry = Some(now + Duration::from_secs(400 * 86_400));
+    assert!(
+        !st.sanitize_backoff(&cfg, now),
+        "Duration::MAX fuzz keeps it"
+    );
+}

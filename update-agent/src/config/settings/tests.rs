@@ -148,11 +148,26 @@ fn schedule_timers_in_milliseconds() {
     assert_eq!(s.schedule.periodic, Duration::from_millis(300));
     assert_eq!(s.schedule.periodic_fuzz, Duration::from_millis(20));
     assert_eq!(s.schedule.max_backoff, Duration::from_millis(1500));
-    // The seconds form in another layer conflicts with the ms form.
+    // A later layer's seconds form replaces the ms form (and back).
     write(
         &root,
         "/etc/update-agent/config.d/50-x.toml",
-        "[schedule]\nmax_backoff_secs = 10\n",
+        "[schedule]\nmax_backoff_secs = 10\nperiodic_secs = 7\n",
+    );
+    write(
+        &root,
+        "/etc/update-agent/config.d/60-y.toml",
+        "[schedule]\nperiodic_ms = 250\n",
+    );
+    let s = Settings::load(&root).unwrap();
+    assert_eq!(s.schedule.max_backoff, Duration::from_secs(10));
+    assert_eq!(s.schedule.periodic, Duration::from_millis(250));
+    assert_eq!(s.schedule.first_check, Duration::from_millis(50));
+    // Both forms in one file are ambiguous: an error naming the timer.
+    write(
+        &root,
+        "/etc/update-agent/config.d/70-z.toml",
+        "[schedule]\nmax_backoff_secs = 10\nmax_backoff_ms = 10\n",
     );
     let err = Settings::load(&root).unwrap_err();
     assert!(err.to_string().contains("max_backoff_secs"), "{err}");
