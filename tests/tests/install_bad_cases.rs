@@ -342,9 +342,6 @@ async fn failure_after_the_switch_undoes_it() {
     std::fs::write(node.path("/run/blocked"), "not a directory").unwrap();
     server.push(Reply::Update(offer(&server, "3600.0.0", payload)));
     let a = node.slot_hash(Slot::A);
-    let previous =
-        || std::fs::read(node.path("/var/lib/update_engine/prefs/previous-version")).ok();
-    let previous_before = previous();
     let mut daemon = Daemon::new(Root::new(node.root()), None).unwrap();
     let outcome = daemon.run_once().await;
     let Outcome::Failed(err) = outcome else {
