@@ -13,8 +13,8 @@ pub fn parse_metadata(data: &[u8]) {
 }
 
 /// The operation applier on an arbitrary operation and blob against a
-/// small in-memory target and source: errors are fine, panics and writes
-/// past the destination are not. The first byte (times 4) is the length of
+/// small in-memory target and source: errors are fine; panics, writes
+/// outside the destination extents and any change to the source are not. The first byte (times 4) is the length of
 /// the encoded `InstallOperation`; the rest is its blob.
 pub fn apply_op(data: &[u8]) {
     use payload::ops::{Scratch, execute};
@@ -41,8 +41,11 @@ pub fn apply_op(data: &[u8]) {
     if !in_range(&op.dst_extents) || !in_range(&op.src_extents) || op.dst_extents.is_empty() {
         return;
     }
-    let mut target = vec![0u8; (BLOCKS * 4096) as usize];
-    let mut source: Vec<u8> = (0..BLOCKS * 4096).map(|i| i as u8).collect();
+    // Patterned (not zero) so a stray write outside the destination shows.
+    let before: Vec<u8> = (0..BLOCKS * 4096).map(|i| (i * 7 + 3) as u8).collect();
+    let mut target = before.clone();
+    let original: Vec<u8> = (0..BLOCKS * 4096).map(|i| i as u8).collect();
+    let mut source = original.clone();
     let _ = execute(
         ty,
         &op,
@@ -52,9 +55,19 @@ pub fn apply_op(data: &[u8]) {
         Some(&mut source),
         &mut Scratch::default(),
     );
-    assert_eq!(
-        target.len(),
-        (BLOCKS * 4096) as usize,
-        "wrote past the target"
-    );
+    assert_eq!(target.len(), before.len(), "target resized");
+    assert!(source == original, "the source (old slot) was modified");
+    let mut in_dst = vec![false; BLOCKS as usize];
+    for x in &op.dst_extents {
+        for b in x.start()..x.start() + x.num() {
+            in_dst[b as usize] = true;
+        }
+    }
+    for (b, dst) in in_dst.iter().enumerate() {
+        let r = b * 4096..(b + 1) * 4096;
+        assert!(
+            *dst || target[r.clone()] == before[r],
+            "block {b} outside the destination written"
+        );
+    }
 }

@@ -41,8 +41,9 @@ impl MappedImage {
 }
 
 // SAFETY of the map: memory-mapped bytes change if someone writes the file,
-// which Rust's `&[u8]` forbids. The map is read-only and private to this
-// process; the files are input images that this program only reads, and
+// which Rust's `&[u8]` forbids. The map is read-only (a shared mapping, so
+// another process writing the file would show through); the files are input
+// images that this program only reads, and
 // concurrent modification by another process is documented as undefined on
 // `MappedImage::open` (as for any tool reading an image that is being
 // rewritten, the output would be garbage either way).

@@ -612,7 +612,9 @@ impl Daemon {
         let identity = self.identity.clone();
         let config = identity.as_ref().map(|i| &i.config);
         let mut info = pending.info;
-        // Start at the URL the payload state points to.
+        // The downloader always starts at `urls[0]` and falls back in order,
+        // so rotating the list is how a restart resumes at the URL the
+        // payload state reached.
         if let Some((state, _)) = &self.payload_state {
             if !info.urls.is_empty() {
                 let n = state.url_index % info.urls.len();

@@ -43,7 +43,8 @@ pub(super) struct Start {
 ///
 /// - this thread reads the blobs in order (the stream hashes are updated
 ///   as it reads) and queues them, as long as the bytes in flight stay
-///   under [`IN_FLIGHT`] (or a single operation is in flight);
+///   under the in-flight budget (`start.in_flight`, [`IN_FLIGHT`] by
+///   default; or a single operation is in flight);
 /// - decompression workers check each blob's SHA-256 and only then
 ///   decompress it (REPLACE_BZ/XZ/ZSTD) into memory, several at a time;
 /// - one writer thread takes the results strictly in operation order

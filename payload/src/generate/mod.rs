@@ -264,16 +264,21 @@ fn full_ops(
     )
 }
 
-/// Run `work` over `jobs` on all cores, a window of `16 × threads` jobs at a
-/// time, and hand the results to `emit` in job order. Only one window of
-/// results is held at once, so the memory for blobs is bounded by the
-/// window, not by the image (a job's input is borrowed from the image).
+/// Run `work` over `jobs` on all cores, a window of `16 × threads` jobs (at
+/// most [`MAX_WINDOW`]) at a time, and hand the results to `emit` in job
+/// order. Only one window of results is held at once, so the memory for
+/// blobs is bounded by the window, not by the image (a job's input is
+/// borrowed from the image).
+/// Jobs per window: with ≤ 2 MiB of output per job, ≤ 256 MiB of results
+/// at once however many cores the release machine has.
+const MAX_WINDOW: usize = 128;
+
 fn in_order<J: Send, T: Send>(
     jobs: Vec<J>,
     work: impl Fn(J) -> Result<T> + Sync + Send,
     emit: &mut impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
-    let window = 16 * rayon::current_num_threads().max(1);
+    let window = (16 * rayon::current_num_threads()).clamp(16, MAX_WINDOW);
     let mut jobs = jobs.into_iter();
     loop {
         let batch: Vec<J> = jobs.by_ref().take(window).collect();

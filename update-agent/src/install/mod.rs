@@ -15,13 +15,14 @@
 //! 5. the kernel file is fsynced and renamed over `vmlinuz-X`, the target
 //!    synced;
 //! 6. the commit point: `cgpt::slot::set_next` (S0 T1, prioritized);
-//! 7. prefs Flatcar's tools read (`previous-version`, `aleph-version`,
-//!    `full-response`). The daemon then writes the reboot marker.
+//! 7. the reboot marker, then the prefs Flatcar's tools read
+//!    (`previous-version`, `aleph-version`, `full-response`); if recording
+//!    fails, the switch is undone (`commit.rs`).
 //!
-//! Any failure before 6 leaves the target unbootable, the booted slot
-//! untouched and no partial kernel behind; only a killed daemon leaves the
-//! checkpoint and the partial kernel, which the next attempt at the same
-//! payload resumes from.
+//! Any failure leaves the target unbootable, the booted slot untouched and
+//! no partial kernel behind; only a killed daemon leaves the checkpoint and
+//! the partial kernel, which the next attempt at the same payload resumes
+//! from.
 
 //!
 //! The steps live in submodules: `policy` (1), `stream` (4: download,
