@@ -69,6 +69,15 @@ fn masked(path: &Path) -> bool {
 /// The last bytes of a check's output, for the log and the failure reason.
 const OUTPUT_TAIL: usize = 2048;
 
+fn spawn(check: &Check) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new(&check.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+}
+
 /// Runs one check with a deadline; its output (stdout and stderr together) is
 /// kept for the log.
 pub async fn run(check: &Check, timeout: Duration) -> CheckOutcome {
@@ -80,12 +89,20 @@ pub async fn run(check: &Check, timeout: Duration) -> CheckOutcome {
             check.path.display()
         ));
     }
-    let child = tokio::process::Command::new(&check.path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+    // ETXTBSY: a check written a moment ago can still be open for writing
+    // in a process forked meanwhile (by a package manager, or by another
+    // thread of ours) until that process execs; it clears within
+    // milliseconds, so retry briefly instead of failing the health gate.
+    let mut child = spawn(check);
+    for _ in 0..20 {
+        match &child {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                child = spawn(check);
+            }
+            _ => break,
+        }
+    }
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
