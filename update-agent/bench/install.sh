@@ -39,7 +39,14 @@ python3 - "$R/disk.img" $((SIZE_MB + 2)) <<'PY'
 import subprocess, sys
 path, usr = sys.argv[1], int(sys.argv[2])
 size = (8 + 1 + 2 * usr + 8 + 4 + 16 + 2) << 20
-open(path, "wb").truncate(size)
+# Written with zeros, not sparse: a real partition's blocks exist, and
+# otherwise whoever writes the slot first pays for the file system's
+# block allocation and extent conversion.
+with open(path, "wb") as f:
+    zeros = bytes(8 << 20)
+    for _ in range(size // len(zeros)):
+        f.write(zeros)
+    f.write(bytes(size % len(zeros)))
 parts = [("EFI-SYSTEM", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", 8), ("BIOS-BOOT", "21686148-6449-6E6F-744E-656564454649", 1),
          ("USR-A", "5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6", usr), ("USR-B", "5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6", usr)]
 args = ["sgdisk", "-Z", path]
@@ -48,6 +55,7 @@ for i, (label, ty, mib) in enumerate(parts, 1):
 subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
 subprocess.run(["cgpt", "add", "-i", "3", "-S1", "-P1", path], check=True)
 PY
+sync
 
 PORT=${PORT:-18089}
 cat > "$W/server.py" <<PY
