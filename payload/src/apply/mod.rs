@@ -88,8 +88,8 @@ pub fn verify<R: Read>(reader: R, keys: &Keyring, opts: ApplyOptions) -> Result<
     Applier::new(keys).options(opts).apply(reader, &mut slots)
 }
 
-type CheckpointFn<'a> = Box<dyn FnMut(&Checkpoint) + 'a>;
-type ProgressFn<'a> = Box<dyn FnMut(Progress) + 'a>;
+type CheckpointFn<'a> = Box<dyn FnMut(&Checkpoint) + Send + 'a>;
+type ProgressFn<'a> = Box<dyn FnMut(Progress) + Send + 'a>;
 
 /// Configurable applier; [`apply`] is `Applier::new(keys).apply(..)`.
 pub struct Applier<'a> {
@@ -120,12 +120,16 @@ impl<'a> Applier<'a> {
         self
     }
 
-    pub fn on_checkpoint(mut self, f: impl FnMut(&Checkpoint) + 'a) -> Self {
+    /// Called after each written operation, in order, from the pipeline's
+    /// reporter thread (hence `Send`), even while the reader waits for data.
+    pub fn on_checkpoint(mut self, f: impl FnMut(&Checkpoint) + Send + 'a) -> Self {
         self.on_checkpoint = Some(Box::new(f));
         self
     }
 
-    pub fn on_progress(mut self, f: impl FnMut(Progress) + 'a) -> Self {
+    /// Called with the progress after each written operation, from the same
+    /// thread as [`Applier::on_checkpoint`].
+    pub fn on_progress(mut self, f: impl FnMut(Progress) + Send + 'a) -> Self {
         self.on_progress = Some(Box::new(f));
         self
     }

@@ -49,9 +49,9 @@ pub(super) struct Start {
 ///   decompress it (REPLACE_BZ/XZ/ZSTD) into memory, several at a time;
 /// - one writer thread takes the results strictly in operation order
 ///   and writes them with positioned writes (delta operations run there,
-///   with their source hash checks); after each write this thread gets
-///   the checkpoint (`on_done`), so a checkpoint never runs ahead of the
-///   target.
+///   with their source hash checks); after each write a reporter thread
+///   gets the checkpoint (`on_done`), so a checkpoint never runs ahead of
+///   the target, and never lags behind it while the reader waits.
 ///
 /// The first failing operation (bad hash, bad data, I/O error) stops the
 /// pipeline: operations before it are written, it and every later one
@@ -62,7 +62,7 @@ pub(super) fn run_ops<R: Read>(
     plan: &Plan,
     slots: &mut Slots,
     start: Start,
-    mut on_done: impl FnMut(&Done),
+    mut on_done: impl FnMut(&Done) + Send,
 ) -> Result<()> {
     let limit = start.max_op_size;
     let bs = plan.block_size;
@@ -91,6 +91,14 @@ pub(super) fn run_ops<R: Read>(
             budget.close();
             res
         });
+        // Written operations are reported on their own thread, as the
+        // writer finishes them: a reader blocked on a stalled stream must
+        // not hold back the checkpoint of what is already on disk.
+        let reporter = sc.spawn(move || {
+            for d in done_rx.iter() {
+                on_done(&d);
+            }
+        });
         let mut data_off = start.data_offset;
         let mut seq = 0usize;
         let read: Result<()> = 'ops: {
@@ -99,9 +107,6 @@ pub(super) fn run_ops<R: Read>(
                     let index = p.first_op + k;
                     if index < start.op {
                         continue;
-                    }
-                    while let Ok(d) = done_rx.try_recv() {
-                        on_done(&d);
                     }
                     let ty = OpType::try_from(op.r#type).unwrap_or(OpType::Replace);
                     let len = op.data_length.unwrap_or(0);
@@ -171,9 +176,6 @@ pub(super) fn run_ops<R: Read>(
             Ok(())
         };
         drop(job_tx);
-        for d in done_rx.iter() {
-            on_done(&d);
-        }
         let written = writer.join().unwrap_or_else(|_| {
             Err(PayloadError::OperationFailed {
                 index: 0,
@@ -181,6 +183,11 @@ pub(super) fn run_ops<R: Read>(
                 what: "the writer thread panicked".into(),
             })
         });
+        // The writer is done, so the reporter's channel is closed: every
+        // checkpoint is reported before this returns.
+        if let Err(panic) = reporter.join() {
+            std::panic::resume_unwind(panic);
+        }
         written.and(read)
     })
 }
