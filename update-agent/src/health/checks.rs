@@ -89,20 +89,9 @@ pub async fn run(check: &Check, timeout: Duration) -> CheckOutcome {
             check.path.display()
         ));
     }
-    // ETXTBSY: a check written a moment ago can still be open for writing
-    // in a process forked meanwhile (by a package manager, or by another
-    // thread of ours) until that process execs; it clears within
-    // milliseconds, so retry briefly instead of failing the health gate.
-    let mut child = spawn(check);
-    for _ in 0..20 {
-        match &child {
-            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                child = spawn(check);
-            }
-            _ => break,
-        }
-    }
+    // Retried briefly on ETXTBSY (a check written a moment ago); the sleep
+    // blocks this task for at most ~200 ms, and only in that rare case.
+    let child = crate::fsutil::retry_text_busy(|| spawn(check));
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {

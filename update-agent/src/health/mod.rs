@@ -492,7 +492,7 @@ fn reboot(env: &GateEnv, cfg: &HealthConfig, state_dir: &Path) -> RebootResult {
         return RebootResult::Refused("no reboot command configured".into());
     };
     info!(command = ?cfg.reboot_command, "rebooting into the previous slot");
-    match std::process::Command::new(prog).args(args).status() {
+    match crate::fsutil::retry_text_busy(|| std::process::Command::new(prog).args(args).status()) {
         Ok(s) if s.success() => RebootResult::Issued,
         Ok(s) => RebootResult::Failed(format!("{prog} exited with {s}")),
         Err(e) => RebootResult::Failed(format!("cannot run {prog}: {e}")),
