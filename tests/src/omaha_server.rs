@@ -434,6 +434,16 @@ impl OmahaServer {
         self.lock().requests.clone()
     }
 
+    /// The file (payload) downloads so far: every GET, in order.
+    pub fn gets(&self) -> Vec<RecordedRequest> {
+        let s = self.lock();
+        s.requests
+            .iter()
+            .filter(|r| r.method == "GET")
+            .cloned()
+            .collect()
+    }
+
     /// Scripted answers not used yet.
     pub fn pending_replies(&self) -> usize {
         self.lock().replies.len()

@@ -224,9 +224,8 @@ fn spawn_agent(node: &Node, log: &Path) -> Child {
 
 fn payload_gets(server: &OmahaServer) -> Vec<Option<String>> {
     server
-        .requests()
+        .gets()
         .into_iter()
-        .filter(|r| r.method == "GET")
         .map(|r| r.header("range").map(str::to_string))
         .collect()
 }

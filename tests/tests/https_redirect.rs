@@ -11,7 +11,7 @@
 
 use cgpt::Slot;
 use e2e::fixture::{self, Node, PAYLOAD_NAME};
-use e2e::{OmahaServer, RecordedRequest, Reply, UpdateSpec, omaha_log, test_ca_pem};
+use e2e::{OmahaServer, Reply, UpdateSpec, omaha_log, test_ca_pem};
 use update_agent::config::Root;
 use update_agent::daemon::{Daemon, Outcome};
 use update_agent::fsm::Operation;
@@ -32,14 +32,6 @@ fn node_for(server: &OmahaServer) -> Node {
     std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
     std::fs::write(conf, "DOWNLOAD_USER=fleet\nDOWNLOAD_PASSWORD=s3cret\n").unwrap();
     node
-}
-
-fn gets(server: &OmahaServer) -> Vec<RecordedRequest> {
-    server
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "GET")
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +104,7 @@ async fn https_payload_redirected_to_http_fails_the_install() {
     );
     assert!(plain.requests().is_empty(), "{:?}", plain.requests());
     // Fatal at once: no retry of a refused redirect.
-    let tls_gets = gets(&tls);
+    let tls_gets = tls.gets();
     assert_eq!(tls_gets.len(), 1, "{tls_gets:?}");
     // The credentials went to the https URL only.
     assert_eq!(tls_gets[0].header("authorization"), Some(BASIC_AUTH));
@@ -160,7 +152,7 @@ async fn install_over_https_with_custom_ca_and_credentials_only_over_https() {
     );
     assert_eq!(node.cgpt_pts(Slot::B), (2, 1, 0));
     assert_eq!(omaha_log(&tls), ["check", "13/1", "14/1", "3/1"]);
-    let tls_gets = gets(&tls);
+    let tls_gets = tls.gets();
     assert_eq!(tls_gets.len(), 1);
     assert_eq!(tls_gets[0].header("authorization"), Some(BASIC_AUTH));
     // Omaha POSTs never carry them.
@@ -183,7 +175,7 @@ async fn install_over_https_with_custom_ca_and_credentials_only_over_https() {
     )));
     let mut daemon = Daemon::new(Root::new(node.root()), None).unwrap();
     assert!(matches!(daemon.run_once().await, Outcome::Updated { .. }));
-    let plain_gets = gets(&plain);
+    let plain_gets = plain.gets();
     assert_eq!(plain_gets.len(), 1);
     assert!(
         plain

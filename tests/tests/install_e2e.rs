@@ -74,11 +74,7 @@ async fn updates_a_to_b() {
     assert!(!node.exists("/var/lib/update_engine/install-checkpoint.json"));
     // The wire.
     assert_eq!(omaha_log(&server), ["check", "13/1", "14/1", "3/1"]);
-    let gets: Vec<_> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "GET")
-        .collect();
+    let gets = server.gets();
     assert_eq!(gets.len(), 1);
     assert_eq!(gets[0].path, format!("/files/{PAYLOAD_NAME}"));
 
