@@ -155,14 +155,10 @@ impl Keyring {
         let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         for p in paths {
-            let name = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .to_string();
-            let bytes = std::fs::read(&p)
-                .map_err(|e| PayloadError::Keyring(format!("reading {}: {e}", p.display())))?;
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name == "revoked" {
+                let bytes = std::fs::read(&p)
+                    .map_err(|e| PayloadError::Keyring(format!("reading {}: {e}", p.display())))?;
                 for line in String::from_utf8_lossy(&bytes).lines() {
                     let line = line.split('#').next().unwrap_or("").trim();
                     if line.is_empty() {
@@ -177,9 +173,7 @@ impl Keyring {
                     ring.revoke(fp);
                 }
             } else if name.ends_with(".pub") || name.ends_with(".pem") {
-                let key = PublicKey::parse(&bytes)
-                    .map_err(|e| PayloadError::Keyring(format!("{}: {e}", p.display())))?;
-                ring.keys.push((name, key));
+                ring.add_file(&p)?;
             }
         }
         Ok(ring)
