@@ -177,6 +177,36 @@ fn v1_flatcar_layout_with_kernel_roundtrip() {
     assert_eq!(r.major, 1);
     assert!(t.contents() == usr);
     assert!(k.contents() == kernel);
+    // v1 carries no release info: announced version/board expectations
+    // refuse it unless the caller binds the release another way.
+    let expect = Expectations {
+        version: Some("3600.0.0".into()),
+        board: Some("amd64-usr".into()),
+        ..Default::default()
+    };
+    for (v1_unbound, want) in [
+        (
+            false,
+            Err("release check failed: version \"\" in the payload, \"3600.0.0\" expected"),
+        ),
+        (true, Ok(1)),
+    ] {
+        let opts = ApplyOptions {
+            expect: Expectations {
+                v1_unbound,
+                ..expect.clone()
+            },
+            ..Default::default()
+        };
+        let mut slots = slots1("usr", &SharedBuffer::default(), None);
+        slots.skip_missing = true;
+        let got = Applier::new(&ring(&[&rsa_key()]))
+            .options(opts)
+            .apply(Cursor::new(&p), &mut slots)
+            .map(|r| r.major)
+            .map_err(|e| e.to_string());
+        assert_eq!(got, want.map_err(String::from), "v1_unbound {v1_unbound}");
+    }
     // v1 with an Ed25519 key is refused.
     let u = payload::generate::generate(
         &[PartitionInput {
@@ -285,6 +315,8 @@ fn one_manifest_covers_usr_kernel_and_extensions() {
         (
             Expectations {
                 version: Some("4081.3.0".into()),
+                // Only for v1: a v2 payload is still bound.
+                v1_unbound: true,
                 ..Default::default()
             },
             "release check failed: version \"4081.2.0\" in the payload, \"4081.3.0\" expected",

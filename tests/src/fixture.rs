@@ -30,6 +30,69 @@ pub fn test_key() -> &'static SigningKey {
     KEY.get_or_init(SigningKey::generate_ed25519)
 }
 
+/// The RSA key every [`Node`] trusts besides [`test_key`]: CrAU v1
+/// payloads (Flatcar's format) are signed with RSA only.
+pub fn test_rsa_key() -> &'static SigningKey {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate_rsa(2048).expect("rsa key"))
+}
+
+/// A USR image as Flatcar's is built: a real file system (ext4 here, by
+/// Debian's `mkfs.ext4 -d`) of `len` bytes holding `share/flatcar/release`
+/// for `version` and `board`, and `filler` bytes of [`image_bytes`]
+/// (`seed`) so the payload has something to carry.
+pub fn usr_fs_image(version: &str, board: &str, len: usize, seed: u64, filler: usize) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tree = dir.path().join("usr");
+    let flatcar = tree.join("share/flatcar");
+    std::fs::create_dir_all(&flatcar).unwrap();
+    std::fs::write(
+        flatcar.join("release"),
+        format!(
+            "FLATCAR_RELEASE_VERSION={version}\nFLATCAR_RELEASE_BOARD={board}\n\
+             FLATCAR_RELEASE_APPID={{e96281a6-d1af-4bde-9a0a-97b76e56dc57}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(tree.join("filler"), image_bytes(seed, filler)).unwrap();
+    let img = dir.path().join("usr.img");
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-O", "^has_journal", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .arg(format!("{}k", len / 1024))
+        .output()
+        .expect("run mkfs.ext4 (apt-get install e2fsprogs)");
+    assert!(out.status.success(), "mkfs.ext4: {out:?}");
+    let bytes = std::fs::read(&img).unwrap();
+    assert_eq!(bytes.len(), len);
+    bytes
+}
+
+/// A CrAU v1 payload (Flatcar's format: no release info, bzip2, RSA) of
+/// `usr` and `kernel`, signed with [`test_rsa_key`].
+pub fn payload_v1(usr: &[u8], kernel: &[u8]) -> Vec<u8> {
+    let parts = [
+        PartitionInput {
+            name: "usr".into(),
+            new: usr,
+            old: None,
+        },
+        PartitionInput {
+            name: "kernel".into(),
+            new: kernel,
+            old: None,
+        },
+    ];
+    let unsigned =
+        payload::generate::generate(&parts, &GenOptions::flatcar_v1()).expect("generate v1");
+    let mut out = Vec::new();
+    unsigned
+        .write_with_keys(std::slice::from_ref(test_rsa_key()), &mut out)
+        .expect("sign v1");
+    out
+}
+
 /// A small payload for 3600.0.0 on [`BOARD`]: (usr image, kernel, payload).
 pub fn small_payload() -> &'static (Vec<u8>, Vec<u8>, Vec<u8>) {
     static P: std::sync::OnceLock<(Vec<u8>, Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
@@ -123,6 +186,10 @@ request_timeout_secs = 10
         w(
             "/etc/update-agent/keys/test.pub",
             &key.public().to_pem().unwrap(),
+        );
+        w(
+            "/etc/update-agent/keys/test-rsa.pub",
+            &test_rsa_key().public().to_pem().unwrap(),
         );
         let node = Self {
             dir,

@@ -37,6 +37,7 @@ const BANDWIDTH: u64 = 2_000_000;
 
 /// The new release: a full USR slot image, a kernel, and their payload in
 /// small (256 KiB) operations so checkpoints are fine-grained.
+#[derive(Debug)]
 struct Release {
     usr: Vec<u8>,
     kernel: Vec<u8>,
@@ -44,55 +45,87 @@ struct Release {
     usr_hash: [u8; 32],
 }
 
-fn release() -> &'static Release {
-    static R: std::sync::OnceLock<Release> = std::sync::OnceLock::new();
-    R.get_or_init(|| {
-        let slot = (USR_MIB << 20) as usize;
-        let mut usr = fixture::image_bytes(11, slot / 2);
-        usr.resize(slot, 0);
-        // Incompressible, so the kernel write takes a while at BANDWIDTH.
-        let mut kernel = Vec::with_capacity(512 << 10);
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        while kernel.len() < 512 << 10 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            kernel.extend_from_slice(&x.to_le_bytes());
+/// The payload format under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// CrAU v2 with signed release info (Ed25519).
+    V2,
+    /// Stock Flatcar CrAU v1 (RSA, bzip2, no release info) of a real ext4
+    /// image, bound through the image's release file before the commit.
+    V1,
+}
+
+fn release(format: Format) -> &'static Release {
+    static V2: std::sync::OnceLock<Release> = std::sync::OnceLock::new();
+    static V1: std::sync::OnceLock<Release> = std::sync::OnceLock::new();
+    let cell = if format == Format::V1 { &V1 } else { &V2 };
+    cell.get_or_init(|| build_release(format))
+}
+
+fn build_release(format: Format) -> Release {
+    let slot = (USR_MIB << 20) as usize;
+    let usr = match format {
+        Format::V2 => {
+            let mut usr = fixture::image_bytes(11, slot / 2);
+            usr.resize(slot, 0);
+            usr
         }
-        let opts = GenOptions {
-            release: Some(ReleaseInfo {
-                version: Some(NEW.into()),
-                board: Some(BOARD.into()),
-                ..Default::default()
-            }),
-            chunk_blocks: 64,
-            ..GenOptions::default()
-        };
-        let parts = [
-            PartitionInput {
-                name: "usr".into(),
-                new: &usr,
-                old: None,
+        Format::V1 => fixture::usr_fs_image(NEW, BOARD, slot, 11, slot / 2),
+    };
+    // Incompressible, so the kernel write takes a while at BANDWIDTH.
+    let mut kernel = Vec::with_capacity(512 << 10);
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    while kernel.len() < 512 << 10 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        kernel.extend_from_slice(&x.to_le_bytes());
+    }
+    let (opts, key) = match format {
+        Format::V2 => (
+            GenOptions {
+                release: Some(ReleaseInfo {
+                    version: Some(NEW.into()),
+                    board: Some(BOARD.into()),
+                    ..Default::default()
+                }),
+                chunk_blocks: 64,
+                ..GenOptions::default()
             },
-            PartitionInput {
-                name: "kernel".into(),
-                new: &kernel,
-                old: None,
+            fixture::test_key(),
+        ),
+        Format::V1 => (
+            GenOptions {
+                chunk_blocks: 64,
+                ..GenOptions::flatcar_v1()
             },
-        ];
-        let unsigned = payload::generate::generate(&parts, &opts).expect("generate");
-        let mut payload = Vec::new();
-        unsigned
-            .write_with_keys(std::slice::from_ref(fixture::test_key()), &mut payload)
-            .expect("sign");
-        let usr_hash = Sha256::digest(&usr).into();
-        Release {
-            usr,
-            kernel,
-            payload,
-            usr_hash,
-        }
-    })
+            fixture::test_rsa_key(),
+        ),
+    };
+    let parts = [
+        PartitionInput {
+            name: "usr".into(),
+            new: &usr,
+            old: None,
+        },
+        PartitionInput {
+            name: "kernel".into(),
+            new: &kernel,
+            old: None,
+        },
+    ];
+    let unsigned = payload::generate::generate(&parts, &opts).expect("generate");
+    let mut payload = Vec::new();
+    unsigned
+        .write_with_keys(std::slice::from_ref(key), &mut payload)
+        .expect("sign");
+    let usr_hash = Sha256::digest(&usr).into();
+    Release {
+        usr,
+        kernel,
+        payload,
+        usr_hash,
+    }
 }
 
 /// The `update-agent` binary, built with the same cargo, target directory
@@ -173,6 +206,7 @@ enum Trigger {
 
 #[derive(Debug, Clone)]
 struct Point {
+    rel: &'static Release,
     label: String,
     /// Hold the update check's answer this long.
     check_delay: Option<Duration>,
@@ -188,8 +222,9 @@ struct Point {
 }
 
 impl Point {
-    fn new(label: impl Into<String>, trigger: Trigger) -> Self {
+    fn new(rel: &'static Release, label: impl Into<String>, trigger: Trigger) -> Self {
         Self {
+            rel,
             label: label.into(),
             check_delay: None,
             stall_at: None,
@@ -240,20 +275,20 @@ fn b_committed(node: &Node) -> bool {
     }
 }
 
-fn partial_full_length(node: &Node) -> bool {
-    std::fs::metadata(node.path(PARTIAL)).is_ok_and(|m| m.len() == release().kernel.len() as u64)
+fn partial_full_length(node: &Node, rel: &Release) -> bool {
+    std::fs::metadata(node.path(PARTIAL)).is_ok_and(|m| m.len() == rel.kernel.len() as u64)
 }
 
-fn partial_complete(node: &Node) -> bool {
-    std::fs::read(node.path(PARTIAL)).is_ok_and(|k| k == release().kernel)
+fn partial_complete(node: &Node, rel: &Release) -> bool {
+    std::fs::read(node.path(PARTIAL)).is_ok_and(|k| k == rel.kernel)
 }
 
-fn fired(node: &Node, log: &Path, t: &Trigger, since: Instant) -> bool {
+fn fired(node: &Node, rel: &Release, log: &Path, t: &Trigger, since: Instant) -> bool {
     match t {
         Trigger::After(d) => since.elapsed() >= *d,
         Trigger::AfterGet(_) => unreachable!("handled by the caller"),
         Trigger::Partial(n) => std::fs::metadata(node.path(PARTIAL)).is_ok_and(|m| m.len() >= *n),
-        Trigger::PartialComplete => partial_full_length(node),
+        Trigger::PartialComplete => partial_full_length(node, rel),
         Trigger::Log(text) => std::fs::read_to_string(log).is_ok_and(|s| s.contains(text)),
         Trigger::Exists(p) => node.exists(p),
         Trigger::Committed => b_committed(node),
@@ -280,7 +315,7 @@ fn checkpoint_offsets(node: &Node) -> Option<(u64, u64)> {
 /// What GRUB would boot from a copy of the disk image right now must be a
 /// complete, verified image: A untouched, or B holding the new release with
 /// its kernel.
-fn assert_boot_choice_verified(node: &Node, a_hash: &[u8; 32], what: &str) -> Slot {
+fn assert_boot_choice_verified(node: &Node, rel: &Release, a_hash: &[u8; 32], what: &str) -> Slot {
     let mut copy = MemDisk(std::fs::read(&node.disk).unwrap());
     let entry = cgpt::slot::boot_next(&mut copy)
         .unwrap_or_else(|e| panic!("{what}: GRUB finds no bootable slot: {e}"));
@@ -290,12 +325,12 @@ fn assert_boot_choice_verified(node: &Node, a_hash: &[u8; 32], what: &str) -> Sl
         Slot::B => {
             assert_eq!(
                 node.slot_hash(Slot::B),
-                release().usr_hash,
+                rel.usr_hash,
                 "{what}: GRUB would boot a half-written USR-B"
             );
             assert_eq!(
                 std::fs::read(node.path(KERNEL_B)).ok().as_deref(),
-                Some(&release().kernel[..]),
+                Some(&rel.kernel[..]),
                 "{what}: GRUB would boot USR-B without its kernel"
             );
         }
@@ -303,7 +338,7 @@ fn assert_boot_choice_verified(node: &Node, a_hash: &[u8; 32], what: &str) -> Sl
     slot
 }
 
-fn classify(node: &Node, server: &OmahaServer, log: &Path, stalled: bool) -> Phase {
+fn classify(node: &Node, rel: &Release, server: &OmahaServer, log: &Path, stalled: bool) -> Phase {
     let log = std::fs::read_to_string(log).unwrap_or_default();
     let partial = std::fs::metadata(node.path(PARTIAL)).map_or(0, |m| m.len());
     let gets = !payload_gets(server).is_empty();
@@ -314,7 +349,7 @@ fn classify(node: &Node, server: &OmahaServer, log: &Path, stalled: bool) -> Pha
         Phase::FlagFlip
     } else if log.contains("payload verified") {
         Phase::KernelInstall
-    } else if partial_complete(node) {
+    } else if partial_complete(node, rel) {
         Phase::Verifying
     } else if stalled && gets {
         Phase::Downloading
@@ -349,8 +384,7 @@ fn wait_exit(child: &mut Child, limit: Duration, what: &str, log: &Path) -> i32 
     }
 }
 
-fn new_node(rt: &tokio::runtime::Runtime) -> (OmahaServer, Node, UpdateSpec) {
-    let r = release();
+fn new_node(rt: &tokio::runtime::Runtime, r: &Release) -> (OmahaServer, Node, UpdateSpec) {
     let server = rt.block_on(OmahaServer::start());
     let node = Node::new(&server.update_url());
     server.serve_file(PAYLOAD_NAME, r.payload.clone());
@@ -363,11 +397,17 @@ fn new_node(rt: &tokio::runtime::Runtime) -> (OmahaServer, Node, UpdateSpec) {
 /// `prefs_written`: the install's prefs are recorded (false only when the
 /// kill landed between the reboot marker and the prefs: then the restarted
 /// agent finds the update staged and the prefs stay unwritten).
-fn assert_installed(node: &Node, a_hash: &[u8; 32], what: &str, prefs_written: bool) {
-    assert_eq!(node.slot_hash(Slot::B), release().usr_hash, "{what}: USR-B");
+fn assert_installed(
+    node: &Node,
+    rel: &Release,
+    a_hash: &[u8; 32],
+    what: &str,
+    prefs_written: bool,
+) {
+    assert_eq!(node.slot_hash(Slot::B), rel.usr_hash, "{what}: USR-B");
     assert_eq!(
         std::fs::read(node.path(KERNEL_B)).ok().as_deref(),
-        Some(&release().kernel[..]),
+        Some(&rel.kernel[..]),
         "{what}: vmlinuz-b"
     );
     assert_eq!(&node.slot_hash(Slot::A), a_hash, "{what}: USR-A");
@@ -395,7 +435,7 @@ fn assert_installed(node: &Node, a_hash: &[u8; 32], what: &str, prefs_written: b
         deny.entries()
     );
     assert_eq!(
-        assert_boot_choice_verified(node, a_hash, what),
+        assert_boot_choice_verified(node, rel, a_hash, what),
         Slot::B,
         "{what}"
     );
@@ -404,8 +444,8 @@ fn assert_installed(node: &Node, a_hash: &[u8; 32], what: &str, prefs_written: b
 /// One kill point: run, kill, check the boot choice, restart, check the
 /// result and that the download resumed.
 fn run_point(rt: &tokio::runtime::Runtime, p: &Point) -> Record {
-    let r = release();
-    let (server, node, spec) = new_node(rt);
+    let r = p.rel;
+    let (server, node, spec) = new_node(rt, r);
     let a_hash = node.slot_hash(Slot::A);
     node.add_config(&format!("[download]\nbandwidth_limit = {BANDWIDTH}\n"));
     if let Some(n) = p.stall_at {
@@ -435,14 +475,14 @@ fn run_point(rt: &tokio::runtime::Runtime, p: &Point) -> Record {
                 }
                 got_at.is_some_and(|t| t.elapsed() >= *d)
             }
-            t => fired(&node, &log, t, start),
+            t => fired(&node, r, &log, t, start),
         };
         if go {
             break;
         }
         assert!(Instant::now() < deadline, "{what}: trigger never fired");
         // Poll tightly once the payload is written: the last steps are short.
-        if partial_full_length(&node) {
+        if partial_full_length(&node, r) {
             std::thread::sleep(Duration::from_micros(200));
         } else {
             std::thread::sleep(Duration::from_millis(2));
@@ -461,7 +501,7 @@ fn run_point(rt: &tokio::runtime::Runtime, p: &Point) -> Record {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
-    let mut phase = classify(&node, &server, &log, p.stall_at.is_some());
+    let mut phase = classify(&node, r, &server, &log, p.stall_at.is_some());
     if let Some(k) = p.flip_writes.filter(|_| phase == Phase::KernelInstall) {
         use std::os::unix::fs::FileExt;
         // Killed between "payload verified" and the commit: first the steps
@@ -484,7 +524,7 @@ fn run_point(rt: &tokio::runtime::Runtime, p: &Point) -> Record {
         }
         phase = Phase::FlagFlip;
     }
-    let booted = assert_boot_choice_verified(&node, &a_hash, what);
+    let booted = assert_boot_choice_verified(&node, r, &a_hash, what);
     if phase < Phase::FlagFlip {
         assert_eq!(
             booted,
@@ -527,7 +567,7 @@ fn run_point(rt: &tokio::runtime::Runtime, p: &Point) -> Record {
         std::fs::read_to_string(&log2).unwrap_or_default()
     );
     let t_restart = start.elapsed();
-    assert_installed(&node, &a_hash, what, prefs_written);
+    assert_installed(&node, r, &a_hash, what, prefs_written);
     let gets: Vec<_> = payload_gets(&server).split_off(gets_before);
     let whole = format!("bytes=0-{}", r.payload.len() - 1);
     let mut resumed = false;
@@ -570,13 +610,13 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The update check stalled, and the payload stalled after N bytes.
-fn deterministic_points() -> Vec<Point> {
-    let len = release().payload.len() as u64;
+fn deterministic_points(rel: &'static Release) -> Vec<Point> {
+    let len = rel.payload.len() as u64;
     let mut v = Vec::new();
     for ms in [150u64, 600] {
         v.push(Point {
             check_delay: Some(Duration::from_secs(5)),
-            ..Point::new(format!("check held, kill at {ms} ms"), {
+            ..Point::new(rel, format!("check held, kill at {ms} ms"), {
                 Trigger::After(Duration::from_millis(ms))
             })
         });
@@ -596,6 +636,7 @@ fn deterministic_points() -> Vec<Point> {
         v.push(Point {
             stall_at: Some(n),
             ..Point::new(
+                rel,
                 format!("payload stalled at {n}/{len}"),
                 Trigger::AfterGet(wait),
             )
@@ -606,20 +647,25 @@ fn deterministic_points() -> Vec<Point> {
 
 /// Triggers on the agent's steps after the USR image: the kernel write,
 /// verification, the kernel rename, the flag flip, the reboot marker.
-fn step_points() -> Vec<Point> {
-    let k = release().kernel.len() as u64;
+fn step_points(rel: &'static Release) -> Vec<Point> {
+    let k = rel.kernel.len() as u64;
     vec![
-        Point::new("kernel: first bytes", Trigger::Partial(1)),
-        Point::new("kernel: half", Trigger::Partial(k / 2)),
-        Point::new("kernel: all written", Trigger::PartialComplete),
-        Point::new("payload verified", Trigger::Log("payload verified")),
-        Point::new("payload verified (2)", Trigger::Log("payload verified")),
-        Point::new("kernel renamed", Trigger::Exists(KERNEL_B)),
-        Point::new("GPT commit", Trigger::Committed),
-        Point::new("GPT commit (2)", Trigger::Committed),
+        Point::new(rel, "kernel: first bytes", Trigger::Partial(1)),
+        Point::new(rel, "kernel: half", Trigger::Partial(k / 2)),
+        Point::new(rel, "kernel: all written", Trigger::PartialComplete),
+        Point::new(rel, "payload verified", Trigger::Log("payload verified")),
+        Point::new(
+            rel,
+            "payload verified (2)",
+            Trigger::Log("payload verified"),
+        ),
+        Point::new(rel, "kernel renamed", Trigger::Exists(KERNEL_B)),
+        Point::new(rel, "GPT commit", Trigger::Committed),
+        Point::new(rel, "GPT commit (2)", Trigger::Committed),
         Point {
             flip_writes: Some(1),
             ..Point::new(
+                rel,
                 "flag flip: killed after write 1 of 4",
                 Trigger::Log("payload verified"),
             )
@@ -627,6 +673,7 @@ fn step_points() -> Vec<Point> {
         Point {
             flip_writes: Some(2),
             ..Point::new(
+                rel,
                 "flag flip: killed after write 2 of 4",
                 Trigger::Log("payload verified"),
             )
@@ -634,6 +681,7 @@ fn step_points() -> Vec<Point> {
         Point {
             flip_writes: Some(3),
             ..Point::new(
+                rel,
                 "flag flip: killed after write 3 of 4",
                 Trigger::Log("payload verified"),
             )
@@ -641,21 +689,23 @@ fn step_points() -> Vec<Point> {
         Point {
             flip_writes: Some(4),
             ..Point::new(
+                rel,
                 "flag flip: killed after write 4 of 4",
                 Trigger::Log("payload verified"),
             )
         },
         Point::new(
+            rel,
             "install recorded",
             Trigger::Exists("/var/lib/update_engine/prefs/update-agent-installed-version"),
         ),
-        Point::new("reboot marker", Trigger::Exists(MARKER)),
+        Point::new(rel, "reboot marker", Trigger::Exists(MARKER)),
     ]
 }
 
 /// Kills at fractions of an uninterrupted run's duration.
-fn timed_points(rt: &tokio::runtime::Runtime) -> Vec<Point> {
-    let (server, node, spec) = new_node(rt);
+fn timed_points(rt: &tokio::runtime::Runtime, rel: &'static Release) -> Vec<Point> {
+    let (server, node, spec) = new_node(rt, rel);
     let a_hash = node.slot_hash(Slot::A);
     node.add_config(&format!("[download]\nbandwidth_limit = {BANDWIDTH}\n"));
     server.push(Reply::Update(spec));
@@ -665,7 +715,7 @@ fn timed_points(rt: &tokio::runtime::Runtime) -> Vec<Point> {
     let code = wait_exit(&mut child, Duration::from_secs(60), "full run", &log);
     let full = start.elapsed();
     assert_eq!(code, 0, "{}", std::fs::read_to_string(&log).unwrap());
-    assert_installed(&node, &a_hash, "full run", true);
+    assert_installed(&node, rel, &a_hash, "full run", true);
     eprintln!("uninterrupted run: {full:?}");
     [
         0.04, 0.12, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.88, 0.94, 0.98,
@@ -674,6 +724,7 @@ fn timed_points(rt: &tokio::runtime::Runtime) -> Vec<Point> {
     .map(|f| {
         let at = full.mul_f64(*f);
         Point::new(
+            rel,
             format!("{:.0}% of a run ({at:?})", f * 100.0),
             Trigger::After(at),
         )
@@ -683,34 +734,75 @@ fn timed_points(rt: &tokio::runtime::Runtime) -> Vec<Point> {
 
 #[test]
 fn sigkill_at_every_phase_leaves_a_verified_boot_choice_and_the_restart_finishes() {
-    release();
+    let rel = release(Format::V2);
     agent_bin();
+    let records = run_points(
+        vec![
+            deterministic_points(rel),
+            step_points(rel),
+            timed_points(&runtime(), rel),
+        ],
+        "v2",
+    );
+    let kills = records.iter().filter(|r| r.killed).count();
+    assert!(kills >= 30, "only {kills} kills landed");
+    let resumed = records.iter().filter(|r| r.resumed).count();
+    assert!(resumed >= 10, "only {resumed} restarts resumed a download");
+}
+
+/// The same for a stock Flatcar (CrAU v1) payload, whose release is bound
+/// through a read-only mount of the written image before the commit: kills
+/// around that mount leave no mount behind once the restart finishes.
+#[test]
+fn sigkill_during_a_v1_install_leaves_a_verified_boot_choice_and_no_mount() {
+    let rel = release(Format::V1);
+    agent_bin();
+    let mut steps = step_points(rel);
+    for i in 0..2 {
+        steps.push(Point::new(
+            rel,
+            format!("first checkpoint ({i})"),
+            Trigger::Exists(CHECKPOINT),
+        ));
+    }
+    for i in 0..3 {
+        steps.push(Point::new(
+            rel,
+            format!("image check ({i})"),
+            Trigger::Log(update_agent::install::image::MOUNT_LOG),
+        ));
+    }
+    let records = run_points(vec![deterministic_points(rel), steps], "v1");
+    let kills = records.iter().filter(|r| r.killed).count();
+    assert!(kills >= 20, "only {kills} kills landed");
+    let resumed = records.iter().filter(|r| r.resumed).count();
+    assert!(resumed >= 5, "only {resumed} restarts resumed a download");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains("/new-usr."),
+        "a new-usr mount was left behind:\n{mounts}"
+    );
+}
+
+/// Runs each group of points on its own thread and checks that every
+/// phase was hit by a kill.
+fn run_points(groups: Vec<Vec<Point>>, what: &str) -> Vec<Record> {
     let groups: Vec<Vec<Record>> = std::thread::scope(|s| {
-        let a = s.spawn(|| {
-            let rt = runtime();
-            deterministic_points()
-                .iter()
-                .map(|p| run_point(&rt, p))
-                .collect::<Vec<_>>()
-        });
-        let b = s.spawn(|| {
-            let rt = runtime();
-            let points = timed_points(&rt);
-            points.iter().map(|p| run_point(&rt, p)).collect::<Vec<_>>()
-        });
-        let c = s.spawn(|| {
-            let rt = runtime();
-            step_points()
-                .iter()
-                .map(|p| run_point(&rt, p))
-                .collect::<Vec<_>>()
-        });
-        [a, b, c].into_iter().map(|h| h.join().unwrap()).collect()
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|points| {
+                s.spawn(move || {
+                    let rt = runtime();
+                    points.iter().map(|p| run_point(&rt, p)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let records: Vec<Record> = groups.into_iter().flatten().collect();
     for r in &records {
         eprintln!(
-            "{:<40} {:?}{}{}",
+            "{what}: {:<40} {:?}{}{}",
             r.label,
             r.phase,
             if r.resumed { ", resumed" } else { "" },
@@ -721,8 +813,6 @@ fn sigkill_at_every_phase_leaves_a_verified_boot_choice_and_the_restart_finishes
             }
         );
     }
-    let kills = records.iter().filter(|r| r.killed).count();
-    assert!(kills >= 30, "only {kills} kills landed");
     for phase in [
         Phase::Checking,
         Phase::Downloading,
@@ -735,11 +825,10 @@ fn sigkill_at_every_phase_leaves_a_verified_boot_choice_and_the_restart_finishes
     ] {
         assert!(
             records.iter().any(|r| r.killed && r.phase == phase),
-            "no kill landed in {phase:?}"
+            "{what}: no kill landed in {phase:?}"
         );
     }
-    let resumed = records.iter().filter(|r| r.resumed).count();
-    assert!(resumed >= 10, "only {resumed} restarts resumed a download");
+    records
 }
 
 /// Every crash state of `ops` (see `cgpt::disk::for_each_crash_state`) as a disk.
@@ -749,7 +838,7 @@ fn for_each_crash_state(old: &[u8], ops: &[LoggedOp], mut visit: impl FnMut(&str
 
 #[test]
 fn power_loss_during_the_commit_gpt_write_boots_a_verified_slot() {
-    let r = release();
+    let r = release(Format::V2);
     let node = Node::new("http://127.0.0.1:9/v1/update/");
     let a_hash = node.slot_hash(Slot::A);
     // What the pipeline leaves right before its commit point: the target

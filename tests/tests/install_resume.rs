@@ -44,6 +44,28 @@ async fn resumes_after_restart() {
     let usr = fixture::image_bytes(3, (USR_MIB << 20) as usize);
     let kernel = b"kernel of 3600.0.0\n".repeat(500);
     let payload = node.payload("3600.0.0", BOARD, &usr, &kernel);
+    resume_case(server, node, usr, kernel, payload).await;
+}
+
+/// The same with a stock Flatcar (CrAU v1) payload of a real file system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_a_v1_payload_after_restart() {
+    let server = OmahaServer::start().await;
+    let node = Node::new(&server.update_url());
+    let usr = fixture::usr_fs_image("3600.0.0", BOARD, (USR_MIB << 20) as usize, 3, 4 << 20);
+    let kernel = b"kernel of 3600.0.0\n".repeat(500);
+    let payload = fixture::payload_v1(&usr, &kernel);
+    resume_case(server, node, usr, kernel, payload).await;
+}
+
+/// Kill mid-download, restart, check the resumed result.
+async fn resume_case(
+    server: OmahaServer,
+    node: Node,
+    usr: Vec<u8>,
+    kernel: Vec<u8>,
+    payload: Vec<u8>,
+) {
     server.serve_file(PAYLOAD_NAME, payload.clone());
     let spec = UpdateSpec::for_payload("3600.0.0", &server.files_url(), PAYLOAD_NAME, &payload);
     server.push(Reply::Update(spec.clone()));

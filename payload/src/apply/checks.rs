@@ -19,10 +19,19 @@ pub struct Expectations {
     pub board: Option<String>,
     /// Downgrade protection: the payload's timestamp must be at least this.
     pub min_timestamp: Option<i64>,
+    /// Accept a CrAU v1 payload (Flatcar's format), which carries no release
+    /// info or timestamp: the fields above are then not checked here, and
+    /// the caller must bind the payload to its release another way (by the
+    /// whole-file hash from the server and by what the written image says
+    /// of itself). [`crate::ApplyReport::major`] tells which case it was.
+    pub v1_unbound: bool,
 }
 
 /// The payload's release info and timestamp against what Omaha announced.
 pub(super) fn check_release(e: &Expectations, plan: &Plan) -> Result<()> {
+    if plan.major == 1 && e.v1_unbound {
+        return Ok(());
+    }
     let rel = plan.release.clone().unwrap_or_default();
     for (what, want, got) in [
         ("version", &e.version, &rel.version),

@@ -177,6 +177,11 @@ fragment!(
         /// Command to reboot after an update; unset leaves the reboot to
         /// locksmithd/FLUO as on Flatcar.
         reboot_command: Vec<String>,
+        /// Mounts the new USR image read-only before the commit; called
+        /// as `CMD -o ro,loop,offset=N,sizelimit=N DISK DIR`.
+        mount_command: Vec<String>,
+        /// Unmounts it: `CMD DIR`.
+        umount_command: Vec<String>,
     }
 );
 
@@ -293,6 +298,10 @@ pub struct Settings {
     pub allow_downgrade: bool,
     /// Reboot command, `None` to leave rebooting to others.
     pub reboot_command: Option<Vec<String>>,
+    /// Read-only mount of the new USR image (default `mount`).
+    pub mount_command: Vec<String>,
+    /// Its unmount (default `umount`).
+    pub umount_command: Vec<String>,
     /// State directory.
     pub state_dir: PathBuf,
     /// Reboot-pending marker.
@@ -590,6 +599,10 @@ impl Settings {
             },
             allow_downgrade: f.install.allow_downgrade.unwrap_or(false),
             reboot_command,
+            mount_command: command("install.mount_command", f.install.mount_command)?
+                .unwrap_or_else(|| vec!["mount".into()]),
+            umount_command: command("install.umount_command", f.install.umount_command)?
+                .unwrap_or_else(|| vec!["umount".into()]),
             state_dir: absolute(
                 "state.state_dir",
                 f.state

@@ -30,6 +30,7 @@
 //! file's fsync/rename) and `commit` (6 and 7).
 
 mod commit;
+pub mod image;
 mod kernel;
 mod policy;
 mod stream;
@@ -49,6 +50,7 @@ use crate::config::settings::Settings;
 use crate::download::DownloadError;
 use crate::fsm::Event;
 use crate::slots::{self, SlotError, SlotPlan};
+use image::ImageError;
 
 pub use policy::{PolicyRefusal, check_policy, compare_versions};
 
@@ -121,6 +123,10 @@ pub enum InstallError {
         /// Bytes free.
         free: u64,
     },
+    /// The written image could not be checked or names another release
+    /// (CrAU v1 payloads, which carry no signed release info).
+    #[error(transparent)]
+    Image(#[from] ImageError),
     /// Prefs or state could not be written.
     #[error("state in {}: {source}", path.display())]
     State {
@@ -141,6 +147,7 @@ impl InstallError {
     pub fn counts_against_payload(&self) -> bool {
         match self {
             Self::Download(e) => !matches!(e, DownloadError::Cancelled),
+            Self::Image(e) => matches!(e, ImageError::NoRelease(_) | ImageError::Mismatch { .. }),
             Self::Payload(e) => !matches!(
                 **e,
                 PayloadError::Keyring(_)
@@ -162,6 +169,10 @@ impl InstallError {
             Self::Download(e) => e.error_code(),
             Self::Payload(e) => ErrorCode::from_code(e.flatcar_code()).unwrap_or(ErrorCode::Error),
             Self::Kernel { .. } | Self::NoSpace { .. } => ErrorCode::KernelDeviceOpenError,
+            Self::Image(ImageError::NoRelease(_) | ImageError::Mismatch { .. }) => {
+                ErrorCode::NewRootfsVerificationError
+            }
+            Self::Image(_) => ErrorCode::PostinstallRunnerError,
             Self::State { .. } => ErrorCode::Error,
         }
     }
@@ -179,6 +190,10 @@ impl InstallError {
             Self::Target { .. } => "target_io",
             Self::Kernel { .. } => "kernel_write",
             Self::NoSpace { .. } => "esp_full",
+            Self::Image(ImageError::NoRelease(_) | ImageError::Mismatch { .. }) => {
+                "image_release_mismatch"
+            }
+            Self::Image(_) => "image_mount",
             Self::State { .. } => "state_write",
         }
     }
@@ -236,6 +251,7 @@ pub fn run(
         move |source| InstallError::State { path, source }
     };
     fs::create_dir_all(&state_dir).map_err(state_err(&state_dir))?;
+    image::remove_stale_mounts(&state_dir, &s.umount_command);
     let kernel_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| InstallError::Kernel { path, source }
@@ -287,6 +303,18 @@ pub fn run(
     let _ = events.send(Event::Verified);
 
     let finish = || -> Result<(), InstallError> {
+        if report.major == 1 {
+            // v1 has no signed release info: bind the version through the
+            // verified image's own release file (`image.rs`).
+            let usr = image::ReadOnlyMount::target(
+                &plan,
+                &s.mount_command,
+                &s.umount_command,
+                &state_dir,
+            )?;
+            image::check_release(usr.path(), &job.info.version, &job.board)?;
+            tracing::info!("the new USR image names {} itself", job.info.version);
+        }
         kernel::install_kernel(&partial, &plan.target_kernel(), &plan.kernel_dir)?;
         // The USR image.
         File::open(&plan.disk)

@@ -164,6 +164,8 @@ pub(super) fn apply(
         expect: Expectations {
             version: Some(job.info.version.clone()),
             board: Some(job.board.clone()).filter(|b| !b.is_empty()),
+            // Bound after the apply through the image's release file.
+            v1_unbound: true,
             ..Expectations::default()
         },
         in_flight: Some(APPLY_IN_FLIGHT),
