@@ -42,4 +42,5 @@ if ((${#missing[@]})); then
 fi
 
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --no-fail-fast "$@"
