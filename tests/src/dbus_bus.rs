@@ -121,23 +121,27 @@ impl PrivateBus {
         );
         let config_path = dir.join("bus.conf");
         std::fs::write(&config_path, config).unwrap();
-        let child = Command::new("dbus-daemon")
+        // `--print-address` writes the address once the bus listens: the
+        // readiness signal (the socket file exists before that).
+        let mut child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", config_path.display()))
             .arg("--nofork")
             .arg("--nopidfile")
-            .stdout(Stdio::null())
+            .arg("--print-address")
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("dbus-daemon (Debian package dbus-daemon) must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "dbus-daemon did not create {}",
-                socket.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read dbus-daemon's address");
+        assert!(
+            line.trim_end().starts_with("unix:"),
+            "dbus-daemon did not start listening on {}: printed {line:?}",
+            socket.display()
+        );
         Self {
             child,
             address: format!("unix:path={}", socket.display()),

@@ -333,6 +333,17 @@ request_timeout_secs = 10
         self.path(path).exists()
     }
 
+    /// What a reboot changes for the agent: a new boot id, and the reboot
+    /// marker (on tmpfs) gone.
+    pub fn reboot(&self, boot_id: &str) {
+        std::fs::write(
+            self.path("/proc/sys/kernel/random/boot_id"),
+            format!("{boot_id}\n"),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(self.path("/run/update_engine_autoupdate_completed"));
+    }
+
     /// Files in the kernel directory.
     pub fn kernel_dir_listing(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.path("/boot/flatcar"))

@@ -7,6 +7,7 @@ pub mod dbus_bus;
 pub mod fixture;
 pub mod lifecycle;
 pub mod omaha_server;
+pub mod sim;
 
 pub use omaha_server::{OmahaServer, RecordedRequest, Reply, UpdateSpec, test_ca_pem};
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use common::{Fixture, Setup};
 use e2e::dbus_bus::{client, gdbus_call, output, stderr};
+use e2e::sim::CheckFn;
 use e2e::{OmahaServer, Reply};
 use omaha::{InstallSource, Request, UpdateCheck};
 use update_agent::config::{NodeIdentity, Root, Settings};
-use update_agent::dbus::sim::CheckFn;
 use update_agent::fsm::{Event, Operation, Target};
 use update_agent::omaha_client::{ClientOptions, OmahaClient};
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e::dbus_bus::{Policy, PrivateBus};
+use e2e::sim::{BootDisk, CheckFn, SimConfig, SimEngine, Step};
 use omaha::EventErrorCode;
 use update_agent::config::Root;
-use update_agent::dbus::sim::{BootDisk, CheckFn, SimConfig, SimEngine, Step};
 use update_agent::dbus::{Bus, serve};
 use update_agent::fsm::{Event, Operation, Target};
 

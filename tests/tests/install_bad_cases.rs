@@ -210,8 +210,8 @@ async fn rolled_back_version_is_not_reinstalled() {
     let mut daemon = Daemon::new(Root::new(node.root()), None).unwrap();
     assert!(matches!(daemon.run_once().await, Outcome::Updated { .. }));
     drop(daemon);
-    // "Reboot": B fails, GRUB falls back to A, still 3510.2.0.
-    std::fs::remove_file(node.path("/run/update_engine_autoupdate_completed")).unwrap();
+    // Reboot: B fails, GRUB falls back to A, still 3510.2.0.
+    node.reboot("3a2f4d8e-0000-4000-8000-000000000002");
     let mut disk = cgpt::FileDisk::open_rw(&node.disk).unwrap();
     cgpt::slot::mark_bad(&mut disk, Slot::B).unwrap();
     drop(disk);

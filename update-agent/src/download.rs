@@ -312,7 +312,7 @@ async fn fetch_once(
         DownloadError::Transfer {
             url: url_s.clone(),
             offset,
-            reason: crate::omaha_client::error_chain(e),
+            reason: crate::error_chain(e),
         }
     };
     let size_mismatch = |what: String| DownloadError::SizeMismatch {

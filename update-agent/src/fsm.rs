@@ -328,6 +328,68 @@ pub enum Effect {
     ScheduleCheck,
 }
 
+/// A request from outside the state machine: D-Bus, the CLI, the timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `AttemptUpdate`: an interactive check.
+    AttemptUpdate,
+    /// The scheduler's periodic check.
+    ScheduledCheck,
+    /// `ResetStatus`: forget a staged update.
+    ResetStatus,
+    /// Abort a running check or install.
+    Cancel,
+    /// Boot the other slot next.
+    Rollback,
+}
+
+/// What to do with an admitted [`Command`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Act on it.
+    Accept,
+    /// Drop it silently (update_engine ignores `AttemptUpdate` while busy,
+    /// and `ResetStatus` when idle is a successful no-op).
+    Ignore,
+}
+
+/// A [`Command`] the current status refuses (a D-Bus error for the caller).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// `ResetStatus` while an update runs.
+    #[error("ResetStatus is only possible when idle or waiting for reboot, not in {0}")]
+    ResetStatus(Operation),
+    /// `Cancel` with nothing to cancel.
+    #[error("nothing to cancel in {0} (FINALIZING cannot be interrupted)")]
+    Cancel(Operation),
+    /// `Rollback` while not idle.
+    #[error("roll back only when idle, not in {0}")]
+    Rollback(Operation),
+}
+
+/// Which statuses accept which commands: the one table the daemon, its
+/// handle and the D-Bus service consult. `tests.rs` checks it against
+/// [`step`] for every state.
+pub fn admits(op: Operation, cmd: Command) -> Result<Admission, Refused> {
+    use Operation as O;
+    let idle_or_staged = matches!(op, O::Idle | O::UpdatedNeedReboot);
+    match cmd {
+        Command::AttemptUpdate | Command::ScheduledCheck if idle_or_staged => Ok(Admission::Accept),
+        Command::AttemptUpdate | Command::ScheduledCheck => Ok(Admission::Ignore),
+        Command::ResetStatus if op == O::Idle => Ok(Admission::Ignore),
+        Command::ResetStatus if op == O::UpdatedNeedReboot => Ok(Admission::Accept),
+        Command::ResetStatus => Err(Refused::ResetStatus(op)),
+        Command::Cancel => match op {
+            O::CheckingForUpdate | O::UpdateAvailable | O::Downloading | O::Verifying => {
+                Ok(Admission::Accept)
+            }
+            _ => Err(Refused::Cancel(op)),
+        },
+        Command::Rollback if op == O::Idle => Ok(Admission::Accept),
+        Command::Rollback => Err(Refused::Rollback(op)),
+    }
+}
+
 /// An event that is not valid in the current state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event {event} is not valid in state {from}")]

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod daemon;
 pub mod dbus;
+pub mod decide;
 pub mod denylist;
 pub mod download;
 pub mod fsm;
@@ -22,3 +23,20 @@ pub mod schedule;
 pub mod slots;
 
 pub use fsutil::write_atomic;
+
+/// An error and its causes, `: `-separated, for `LastError`, the logs and
+/// the binaries. A cause whose text the message already contains is not
+/// repeated.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = e.source();
+    }
+    s
+}

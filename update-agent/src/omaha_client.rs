@@ -30,7 +30,7 @@ pub enum OmahaClientError {
     Setup(#[from] HttpSetupError),
     /// No HTTP response at all: DNS, connect, TLS, or the connection closed
     /// before a status line.
-    #[error("cannot reach Omaha server {url}: {}", error_chain(source))]
+    #[error("cannot reach Omaha server {url}: {}", crate::error_chain(source))]
     Unreachable {
         /// The URL.
         url: String,
@@ -64,7 +64,10 @@ pub enum OmahaClientError {
         status: u16,
     },
     /// The connection broke while the body was being read.
-    #[error("Omaha response from {url} was cut off: {}", error_chain(source))]
+    #[error(
+        "Omaha response from {url} was cut off: {}",
+        crate::error_chain(source)
+    )]
     Body {
         /// The URL.
         url: String,
@@ -75,20 +78,6 @@ pub enum OmahaClientError {
     /// The body was rejected (too large, malformed, or an `error-*` status).
     #[error(transparent)]
     Response(#[from] ResponseError),
-}
-
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = e.source();
-    }
-    s
 }
 
 impl OmahaClientError {

@@ -283,6 +283,89 @@ fn plan_for(disk: PathBuf, booted: Booted, kernel_dir: PathBuf) -> Result<SlotPl
     })
 }
 
+/// The boot disk and the slot this boot runs from: the one place of the
+/// slot operations outside the install's commit point (used by the daemon,
+/// the D-Bus service and the test engine alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootDisk {
+    /// The disk (or image) holding the GPT.
+    pub path: PathBuf,
+    /// The booted USR slot.
+    pub booted: Slot,
+}
+
+/// Why a [`BootDisk`] operation failed or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BootDiskError {
+    /// The GPT could not be read or written.
+    #[error("GPT of {}", disk.display())]
+    Gpt {
+        /// The disk.
+        disk: PathBuf,
+        /// cgpt's error.
+        #[source]
+        source: cgpt::Error,
+    },
+    /// Rollback to a slot that never booted successfully (it may be empty).
+    #[error("{0} has never booted successfully; refusing to roll back to it")]
+    NeverBooted(&'static str),
+}
+
+impl SlotPlan {
+    /// The boot disk this plan was made for.
+    pub fn boot_disk(&self) -> BootDisk {
+        BootDisk {
+            path: self.disk.clone(),
+            booted: self.booted,
+        }
+    }
+}
+
+impl BootDisk {
+    /// Undoes a staged slot switch: the other slot is made unbootable
+    /// (P0 T0 S0, `cgpt::slot::mark_unbootable`), so the next boot stays on
+    /// the booted slot and the half-trusted target is never tried. This is
+    /// the one revert: ResetStatus, a failed commit and the daemon use it.
+    pub fn revert_staged(&self) -> Result<(), BootDiskError> {
+        let mut disk = self.open()?;
+        cgpt::slot::mark_unbootable(&mut disk, self.booted.other())
+            .map(drop)
+            .map_err(|e| self.gpt(e))
+    }
+
+    /// Boots the other slot next, once (`set_next`: S0 T1 and prioritised,
+    /// so GRUB falls back to this slot if it fails). Refused when the other
+    /// slot never booted successfully (it may be empty).
+    pub fn rollback(&self) -> Result<(), BootDiskError> {
+        let mut disk = self.open()?;
+        let other = self.booted.other();
+        let [a, b] = cgpt::slot::read_slots(&mut disk).map_err(|e| self.gpt(e))?;
+        let state = if other == Slot::A { a } else { b };
+        if !state.entry.attrs.successful() {
+            return Err(BootDiskError::NeverBooted(other.label()));
+        }
+        cgpt::slot::set_next(&mut disk, other)
+            .map(drop)
+            .map_err(|e| self.gpt(e))
+    }
+
+    fn gpt(&self, source: cgpt::Error) -> BootDiskError {
+        BootDiskError::Gpt {
+            disk: self.path.clone(),
+            source,
+        }
+    }
+
+    fn open(&self) -> Result<FileDisk, BootDiskError> {
+        FileDisk::open_rw(&self.path).map_err(|source| {
+            self.gpt(cgpt::Error::Io {
+                context: "open".into(),
+                source,
+            })
+        })
+    }
+}
+
 /// One partition of a disk, as `payload` storage: positioned I/O shifted by
 /// the partition offset and bounded by its length.
 #[derive(Debug)]

@@ -21,8 +21,8 @@ use update_agent::config::Root;
 use update_agent::config::settings::Settings;
 use update_agent::daemon::{Daemon, Outcome};
 use update_agent::dbus::daemon_engine::DaemonEngine;
-use update_agent::dbus::sim::BootDisk;
 use update_agent::dbus::{self, Bus};
+use update_agent::slots::BootDisk;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "A/B OS update agent (update_engine replacement)")]

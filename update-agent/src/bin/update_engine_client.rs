@@ -44,6 +44,7 @@ New:
   -rollback           Boot the previous slot next (once; falls back if it fails).
   -cancel             Stop a running update check or download.
   -deny_list          Print the versions that will never be installed.
+  -undeny VERSION     Allow VERSION again (remove it from the deny list).
   -clear_deny_list    Empty the deny list.
   -help, -version
 ";
@@ -63,6 +64,7 @@ struct Args {
     help: bool,
     version: bool,
     channel: Option<String>,
+    undeny: Option<String>,
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
@@ -90,14 +92,18 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
             Some((n, v)) => (n, Some(v)),
             None => (body, None),
         };
-        if name == "channel" {
+        if name == "channel" || name == "undeny" {
             let v = match value {
                 Some(v) => v.to_string(),
                 None => it
                     .next()
-                    .ok_or("ERROR: flag '-channel' is missing its argument")?,
+                    .ok_or_else(|| format!("ERROR: flag '-{name}' is missing its argument"))?,
             };
-            args.channel = Some(v);
+            *if name == "channel" {
+                &mut args.channel
+            } else {
+                &mut args.undeny
+            } = Some(v);
             continue;
         }
         let (flag, negated) = match name.strip_prefix("no") {
@@ -384,6 +390,20 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
                 println!("{version}\t{since}\t{reason}");
             }
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(version) = &args.undeny {
+        let removed = client
+            .agent
+            .undeny(version)
+            .await
+            .map_err(|e| explain(&e, &agent_call("Undeny")))?;
+        let text = if removed {
+            format!("{version} removed from the deny list.")
+        } else {
+            format!("{version} was not on the deny list.")
+        };
+        log_info(line!(), &text);
         return Ok(ExitCode::SUCCESS);
     }
     if args.clear_deny_list {

@@ -1,26 +1,22 @@
 //! The narrow interface the D-Bus layer needs from the update engine.
 //!
-//! The daemon's handle implements [`Engine`]; tests use
-//! [`super::sim::SimEngine`], which drives the real [`crate::fsm::step`].
+//! The daemon implements it ([`super::DaemonEngine`]); the test crate has a
+//! scripted engine on the same [`crate::fsm`] for the service's own tests.
+//! What does not depend on the engine (the channel in `update.conf`, the
+//! deny list) is implemented here once, as provided methods.
 
 use std::future::Future;
 
 use cgpt::slot::Slot;
 use tokio::sync::watch;
 
-use crate::denylist::Denied;
-use crate::fsm::Status;
+use crate::config::flatcar::FlatcarConfigError;
+use crate::config::{FlatcarConfig, Root, set_group};
+use crate::denylist::{Denied, DenyList, DenyListError};
+use crate::fsm::{self, Status};
+use crate::slots::BootDiskError;
 
-/// The last failure, for the `LastError*` properties.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastError {
-    /// A stable machine-readable name (`error_kind()` of the failing step).
-    pub kind: String,
-    /// What happened, in words.
-    pub message: String,
-    /// The update_engine error code reported to the server (0 when none).
-    pub code: u32,
-}
+pub use crate::daemon::LastError;
 
 /// Why an engine request was refused or failed. Each variant maps to one
 /// D-Bus error name (see [`super::DbusError`]).
@@ -39,6 +35,39 @@ pub enum EngineError {
     /// The request was valid but failed.
     #[error("{0}")]
     Failed(String),
+}
+
+impl From<DenyListError> for EngineError {
+    fn from(e: DenyListError) -> Self {
+        match e {
+            DenyListError::InvalidVersion(_) => Self::InvalidArgument(e.to_string()),
+            _ => Self::Failed(crate::error_chain(&e)),
+        }
+    }
+}
+
+impl From<fsm::Refused> for EngineError {
+    fn from(e: fsm::Refused) -> Self {
+        Self::Busy(e.to_string())
+    }
+}
+
+impl From<BootDiskError> for EngineError {
+    fn from(e: BootDiskError) -> Self {
+        match e {
+            BootDiskError::NeverBooted(_) => Self::Busy(e.to_string()),
+            BootDiskError::Gpt { .. } => Self::Failed(crate::error_chain(&e)),
+        }
+    }
+}
+
+impl From<FlatcarConfigError> for EngineError {
+    fn from(e: FlatcarConfigError) -> Self {
+        match e {
+            FlatcarConfigError::InvalidValue { .. } => Self::InvalidArgument(e.to_string()),
+            _ => Self::Failed(crate::error_chain(&e)),
+        }
+    }
 }
 
 impl EngineError {
@@ -80,11 +109,11 @@ pub trait Engine: Send + Sync + 'static {
     /// Make the other (previous) slot boot next, once. Only when idle.
     fn rollback(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
 
-    /// The release channel (`GROUP`) the next check uses.
-    fn channel(&self) -> Result<String, EngineError>;
+    /// The node root (`update.conf`).
+    fn root(&self) -> &Root;
 
-    /// Switch the release channel (`GROUP=` in `/etc/flatcar/update.conf`).
-    fn set_channel(&self, channel: &str) -> Result<(), EngineError>;
+    /// The deny list file.
+    fn deny_file(&self) -> DenyList;
 
     /// The running OS version.
     fn current_version(&self) -> String;
@@ -95,15 +124,38 @@ pub trait Engine: Send + Sync + 'static {
     /// The last failure since start, if any.
     fn last_error(&self) -> Option<LastError>;
 
+    /// The release channel (`GROUP`) the next check uses.
+    fn channel(&self) -> Result<String, EngineError> {
+        Ok(FlatcarConfig::load(self.root())?.group().to_string())
+    }
+
+    /// Switch the release channel (`GROUP=` in `/etc/flatcar/update.conf`).
+    fn set_channel(&self, channel: &str) -> Result<(), EngineError> {
+        Ok(set_group(self.root(), channel)?)
+    }
+
     /// The local deny list, oldest first.
-    fn deny_list(&self) -> Result<Vec<Denied>, EngineError>;
+    fn deny_list(&self) -> Result<Vec<Denied>, EngineError> {
+        Ok(self.deny_file().entries()?)
+    }
 
     /// Never install `version` (until removed).
-    fn deny(&self, version: &str, reason: &str) -> Result<(), EngineError>;
+    fn deny(&self, version: &str, reason: &str) -> Result<(), EngineError> {
+        let file = self.deny_file();
+        if let Some(dir) = file.path().parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| EngineError::Failed(format!("creating {}: {e}", dir.display())))?;
+        }
+        Ok(file.add(version, reason, crate::fsutil::unix_now())?)
+    }
 
     /// Remove `version` from the deny list; false if it was not there.
-    fn undeny(&self, version: &str) -> Result<bool, EngineError>;
+    fn undeny(&self, version: &str) -> Result<bool, EngineError> {
+        Ok(self.deny_file().remove(version)?)
+    }
 
     /// Empty the deny list.
-    fn clear_deny_list(&self) -> Result<(), EngineError>;
+    fn clear_deny_list(&self) -> Result<(), EngineError> {
+        Ok(self.deny_file().clear()?)
+    }
 }

@@ -16,7 +16,6 @@ pub mod client;
 pub mod daemon_engine;
 mod engine;
 pub mod manager;
-pub mod sim;
 pub mod throttle;
 
 use std::collections::HashMap;

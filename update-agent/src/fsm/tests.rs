@@ -359,3 +359,45 @@ fn zero_size_target_does_not_divide_by_zero() {
     };
     assert_eq!(s.progress(), 0.0);
 }
+
+/// The admission table agrees with the transition function: a command is
+/// accepted exactly where its event is a valid transition that changes
+/// something, ignored where update_engine ignores it, and refused
+/// otherwise.
+#[test]
+fn admission_agrees_with_step() {
+    for state in states() {
+        let op = state.operation();
+        let check = step(&state, Event::CheckRequested { interactive: true }).is_ok();
+        for cmd in [Command::AttemptUpdate, Command::ScheduledCheck] {
+            let want = if check {
+                Admission::Accept
+            } else {
+                Admission::Ignore
+            };
+            assert_eq!(admits(op, cmd), Ok(want), "{cmd:?} in {op}");
+        }
+        let reset = step(&state, Event::ResetStatus);
+        match admits(op, Command::ResetStatus) {
+            Ok(Admission::Accept) => {
+                let (next, effects) = reset.unwrap();
+                assert_eq!(next, State::Idle, "{op}");
+                assert!(effects.contains(&Effect::RevertSlotSwitch), "{op}");
+            }
+            Ok(Admission::Ignore) => {
+                assert_eq!(reset, Ok((state.clone(), vec![])), "{op}");
+            }
+            Err(e) => {
+                assert!(reset.is_err(), "{op}: refused ({e}) but step accepts");
+                assert!(e.to_string().contains(op.as_str()), "{e}");
+            }
+        }
+        // Cancel ends in a failure: exactly the states where `Failed` is a
+        // transition, except FINALIZING (the commit is not interruptible).
+        let fails = step(&state, Event::Failed { code: code() }).is_ok();
+        let cancel = admits(op, Command::Cancel) == Ok(Admission::Accept);
+        assert_eq!(cancel, fails && op != Operation::Finalizing, "{op}");
+        let rollback = admits(op, Command::Rollback) == Ok(Admission::Accept);
+        assert_eq!(rollback, op == Operation::Idle, "{op}");
+    }
+}

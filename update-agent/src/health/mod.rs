@@ -281,11 +281,6 @@ pub async fn run_node(root: &Root, extra_config: Option<&Path>) -> Result<Outcom
     run(&env, &settings.health, &reporter).await
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Runs the gate once.
 pub async fn run<R: Reporter>(
@@ -322,7 +317,7 @@ pub async fn run<R: Reporter>(
             cgpt::slot::mark_bad(&mut open()?, failed)?;
             if let Some(v) = &version {
                 let reason = format!("rolled back: {failed} never passed its health gate");
-                deny.add(v, &reason, now_unix())?;
+                deny.add(v, &reason, crate::fsutil::unix_now())?;
             }
             write_steady(&env.root, &env.version)?;
             return Ok(Outcome::RolledBack {
@@ -354,7 +349,7 @@ pub async fn run<R: Reporter>(
             deny.add(
                 &env.version,
                 &format!("health check failed: {}", failures.join("; ")),
-                now_unix(),
+                crate::fsutil::unix_now(),
             )?;
             report(reporter, omaha::Event::rollback()).await;
             // The fallback is reported now; the old slot must not report it again.
@@ -476,7 +471,7 @@ fn reboot(env: &GateEnv, cfg: &HealthConfig, state_dir: &Path) -> RebootResult {
         cfg.max_reboots,
         cfg.reboot_window_secs,
     );
-    let now = now_unix();
+    let now = crate::fsutil::unix_now();
     match guard.check(&env.boot_id, now) {
         Err(e) => return RebootResult::Failed(format!("reading the reboot records: {e}")),
         Ok(Err(refusal)) => {

@@ -6,9 +6,13 @@
 use std::fs;
 use std::path::Path;
 
-use super::{INSTALLED_VERSION_PREF, InstallError, InstallJob, remove_quietly};
+use super::{
+    INSTALLED_BOOT_ID_PREF, INSTALLED_VERSION_PREF, InstallError, InstallJob, remove_quietly,
+};
+use crate::config::Root;
+use crate::config::settings::Settings;
 use crate::prefs;
-use crate::slots::SlotPlan;
+use crate::slots::{self, SlotPlan};
 
 /// Switches to the verified target, then records it. `cp_path` (the
 /// download checkpoint) is removed once the switch is done.
@@ -34,20 +38,41 @@ pub(super) fn commit(
     if let Err(e) = record(job) {
         // A switched slot with no marker or prefs is a staged update the
         // daemon cannot account for (and would report as failed while the
-        // next boot takes it): undo the switch and what was recorded, so a
-        // failure leaves the booted slot as the next boot and the state as
-        // before, as every other failure does. A `previous-version` equal
-        // to the running one without the marker would read as a rollback.
-        if let Err(revert) = cgpt::slot::mark_unbootable(&mut disk, plan.target) {
-            tracing::error!("cannot undo the slot switch after {e}: {revert}");
+        // next boot takes it): undo it, so a failure leaves the booted slot
+        // as the next boot and the state as before, as every other failure
+        // does.
+        if let Err(revert) = revert_staged(&job.root, s, previous.as_deref().unwrap_or("")) {
+            tracing::error!(
+                "cannot undo the slot switch after {}: {}",
+                crate::error_chain(&e),
+                crate::error_chain(&revert)
+            );
         }
-        remove_quietly(&job.root.join(&s.reboot_marker));
-        let _ = match &previous {
-            Some(v) => prefs.set(prefs::PREVIOUS_VERSION, v),
-            None => prefs.delete(prefs::PREVIOUS_VERSION),
-        };
-        let _ = prefs.delete(INSTALLED_VERSION_PREF);
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Forgets a staged update: the target made unbootable again
+/// ([`slots::BootDisk::revert_staged`]), the reboot marker removed, and what
+/// marks the update as installed cleared (`previous-version` set back to
+/// `previous`, the agent's installed-version and boot-id prefs deleted), so
+/// the next check neither reports nor deny-lists a rollback. The one revert
+/// path: ResetStatus and a failed commit.
+pub fn revert_staged(root: &Root, s: &Settings, previous: &str) -> Result<(), InstallError> {
+    let plan = slots::detect(root, s)?;
+    plan.boot_disk().revert_staged()?;
+    remove_quietly(&root.join(&s.reboot_marker));
+    let prefs = s.prefs(root);
+    let state_err = |key: &str| {
+        let path = prefs.dir().join(key);
+        move |source| InstallError::State { path, source }
+    };
+    prefs
+        .set(prefs::PREVIOUS_VERSION, previous)
+        .map_err(state_err(prefs::PREVIOUS_VERSION))?;
+    for key in [INSTALLED_VERSION_PREF, INSTALLED_BOOT_ID_PREF] {
+        prefs.delete(key).map_err(state_err(key))?;
     }
     Ok(())
 }
@@ -94,6 +119,9 @@ fn record(job: &InstallJob) -> Result<(), InstallError> {
             &String::from_utf8_lossy(&job.response_body),
         )
         .map_err(pref_err(prefs::FULL_RESPONSE))?;
+    prefs
+        .set(INSTALLED_BOOT_ID_PREF, &job.boot_id)
+        .map_err(pref_err(INSTALLED_BOOT_ID_PREF))?;
     prefs
         .set(INSTALLED_VERSION_PREF, &job.info.version)
         .map_err(pref_err(INSTALLED_VERSION_PREF))?;

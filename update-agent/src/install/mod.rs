@@ -49,9 +49,10 @@ use crate::config::Root;
 use crate::config::settings::Settings;
 use crate::download::DownloadError;
 use crate::fsm::Event;
-use crate::slots::{self, SlotError, SlotPlan};
+use crate::slots::{self, BootDiskError, SlotError, SlotPlan};
 use image::ImageError;
 
+pub use commit::revert_staged;
 pub use policy::{PolicyRefusal, check_policy, compare_versions};
 
 /// Checkpoint file name in the state directory.
@@ -59,6 +60,9 @@ pub const CHECKPOINT_FILE: &str = "install-checkpoint.json";
 /// Pref naming the version this agent last committed (for rollback
 /// detection and the deny list).
 pub const INSTALLED_VERSION_PREF: &str = "update-agent-installed-version";
+/// Pref naming the boot id under which it was committed: a rollback is
+/// inferred only after a reboot (`crate::decide::rolled_back_from`).
+pub const INSTALLED_BOOT_ID_PREF: &str = "update-agent-installed-boot-id";
 
 /// A failed install.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,9 @@ pub enum InstallError {
         #[source]
         source: Box<cgpt::Error>,
     },
+    /// Undoing a slot switch failed.
+    #[error("cannot undo the slot switch")]
+    Revert(#[from] BootDiskError),
     /// The download failed.
     #[error(transparent)]
     Download(#[from] DownloadError),
@@ -165,7 +172,7 @@ impl InstallError {
             Self::Refused(_) => ErrorCode::OmahaUpdateIgnoredPerPolicy,
             Self::Slots(_) | Self::Target { .. } => ErrorCode::InstallDeviceOpenError,
             Self::Keys { .. } => ErrorCode::DownloadPayloadPubKeyVerificationError,
-            Self::Gpt { .. } => ErrorCode::SetBootableFlagError,
+            Self::Gpt { .. } | Self::Revert(_) => ErrorCode::SetBootableFlagError,
             Self::Download(e) => e.error_code(),
             Self::Payload(e) => ErrorCode::from_code(e.flatcar_code()).unwrap_or(ErrorCode::Error),
             Self::Kernel { .. } | Self::NoSpace { .. } => ErrorCode::KernelDeviceOpenError,
@@ -184,7 +191,7 @@ impl InstallError {
             Self::Refused(PolicyRefusal::Denied { .. }) => "deny_listed",
             Self::Slots(e) => e.error_kind(),
             Self::Keys { .. } => "keyring",
-            Self::Gpt { .. } => "gpt_write",
+            Self::Gpt { .. } | Self::Revert(_) => "gpt_write",
             Self::Download(e) => e.error_kind(),
             Self::Payload(e) => e.error_kind(),
             Self::Target { .. } => "target_io",
@@ -215,6 +222,8 @@ pub struct InstallJob {
     /// Our board (`FLATCAR_RELEASE_BOARD`), bound to the payload's signed
     /// release metadata.
     pub board: String,
+    /// This boot's id, recorded with the commit.
+    pub boot_id: String,
     /// `DOWNLOAD_USER`/`DOWNLOAD_PASSWORD`.
     pub credentials: Option<(String, String)>,
 }

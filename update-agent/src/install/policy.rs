@@ -20,7 +20,7 @@ pub enum PolicyRefusal {
     },
     /// On the local deny list.
     #[error(
-        "version {version} is on the local deny list ({reason}); clear it with update_engine_client to allow it again"
+        "version {version} is on the local deny list ({reason}); allow it again with `update_engine_client -undeny {version}` (or -clear_deny_list)"
     )]
     Denied {
         /// The version.
@@ -148,7 +148,7 @@ mod tests {
                 true,
                 Some(&denied),
                 Err(
-                    "version 3600.0.0 is on the local deny list (rolled back); clear it with update_engine_client to allow it again",
+                    "version 3600.0.0 is on the local deny list (rolled back); allow it again with `update_engine_client -undeny 3600.0.0` (or -clear_deny_list)",
                 ),
             ),
         ];

@@ -1,11 +1,12 @@
 //! A small [`Engine`] on the real [`fsm::step`], driven by a script of
-//! events instead of HTTP and a payload: for tests of the D-Bus service and
-//! the CLI, and for demos. Every status it reports is one the state machine
+//! events instead of HTTP and a payload: for tests of the D-Bus service's
+//! own behaviour (signal throttling, properties, the CLI's output) where a
+//! script gives exact timings. Everything about updating itself is tested
+//! against the real daemon. Every status it reports is one the state machine
 //! produced; invalid scripts fail the way the daemon would (the transition
 //! is refused and logged).
 //!
-//! Slot operations ([`BootDisk`]) are real `cgpt::slot` writes on a disk
-//! image, the same ones the daemon makes on the boot disk.
+//! Slot operations are the agent's own ([`BootDisk`]).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -13,61 +14,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cgpt::disk::FileDisk;
-use cgpt::slot::{self, Slot};
+use cgpt::slot::Slot;
 use omaha::{ErrorCode, ErrorFlags, EventErrorCode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Engine, EngineError, LastError};
-use crate::config::flatcar::FlatcarConfigError;
-use crate::config::{FlatcarConfig, Root, set_group};
-use crate::denylist::{Denied, DenyList};
-use crate::fsm::{self, Effect, Event, State, Status};
-
-/// The boot disk and the slot this boot runs from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BootDisk {
-    /// The disk (or image) holding the GPT.
-    pub path: PathBuf,
-    /// The booted USR slot.
-    pub booted: Slot,
-}
-
-impl BootDisk {
-    /// Undoes a staged slot switch: the booted slot is marked good and
-    /// prioritised again (`cgpt::slot::mark_good`), so the next boot stays on it.
-    pub fn revert_staged(&self) -> Result<(), cgpt::error::Error> {
-        let mut disk = self.open()?;
-        slot::mark_good(&mut disk, self.booted).map(drop)
-    }
-
-    /// Boots the other slot next, once (`set_next`: S0 T1 and prioritised, so
-    /// GRUB falls back to this slot if it fails). Refused when the other slot
-    /// never booted successfully (it may be empty).
-    pub fn rollback(&self) -> Result<(), EngineError> {
-        let failed =
-            |e: cgpt::error::Error| EngineError::Failed(format!("{}: {e}", self.path.display()));
-        let mut disk = self.open().map_err(failed)?;
-        let other = self.booted.other();
-        let [a, b] = slot::read_slots(&mut disk).map_err(failed)?;
-        let state = if other == Slot::A { a } else { b };
-        if !state.entry.attrs.successful() {
-            return Err(EngineError::Busy(format!(
-                "{} has never booted successfully; refusing to roll back to it",
-                other.label()
-            )));
-        }
-        slot::set_next(&mut disk, other).map(drop).map_err(failed)
-    }
-
-    fn open(&self) -> Result<FileDisk, cgpt::error::Error> {
-        FileDisk::open_rw(&self.path).map_err(|source| cgpt::error::Error::Io {
-            context: format!("opening {}", self.path.display()),
-            source,
-        })
-    }
-}
+use update_agent::config::Root;
+use update_agent::dbus::{Engine, EngineError, LastError};
+use update_agent::denylist::DenyList;
+use update_agent::fsm::{self, Admission, Command, Effect, Event, State, Status};
+pub use update_agent::slots::BootDisk;
 
 /// The update check: returns `NoUpdate` or `UpdateFound`, or an error text.
 pub type CheckFn =
@@ -290,32 +246,13 @@ impl SimEngine {
         }
     }
 
-    fn is_running(state: &State) -> bool {
-        matches!(
-            state,
-            State::CheckingForUpdate { .. }
-                | State::UpdateAvailable { .. }
-                | State::Downloading { .. }
-                | State::Verifying { .. }
-        )
-    }
-
     fn deny_list_file(&self) -> DenyList {
         DenyList::in_dir(&self.shared.config.state_dir)
     }
 }
 
 /// The reboot-pending marker, under the root.
-pub const REBOOT_MARKER: &str = crate::config::Settings::DEFAULT_REBOOT_MARKER;
-
-fn deny_err(e: crate::denylist::DenyListError) -> EngineError {
-    match e {
-        crate::denylist::DenyListError::InvalidVersion(_) => {
-            EngineError::InvalidArgument(e.to_string())
-        }
-        _ => EngineError::Failed(e.to_string()),
-    }
-}
+pub const REBOOT_MARKER: &str = update_agent::config::Settings::DEFAULT_REBOOT_MARKER;
 
 impl Engine for SimEngine {
     fn status(&self) -> Status {
@@ -345,22 +282,15 @@ impl Engine for SimEngine {
     }
 
     async fn reset_status(&self) -> Result<(), EngineError> {
-        self.apply(Event::ResetStatus).map_err(|e| {
-            EngineError::Busy(format!(
-                "ResetStatus is only possible when idle or waiting for reboot, not in {}",
-                e.from
-            ))
-        })
+        if fsm::admits(self.state().operation(), Command::ResetStatus)? == Admission::Accept {
+            self.apply(Event::ResetStatus)
+                .map_err(|e| EngineError::Busy(e.to_string()))?;
+        }
+        Ok(())
     }
 
     async fn cancel(&self) -> Result<(), EngineError> {
-        let state = self.state();
-        if !Self::is_running(&state) {
-            return Err(EngineError::Busy(format!(
-                "nothing to cancel in {} (FINALIZING cannot be interrupted)",
-                state.operation()
-            )));
-        }
+        fsm::admits(self.state().operation(), Command::Cancel)?;
         if let Some(task) = self.lock().task.take() {
             task.abort();
         }
@@ -370,30 +300,19 @@ impl Engine for SimEngine {
     }
 
     async fn rollback(&self) -> Result<(), EngineError> {
-        let state = self.state();
-        if state != State::Idle {
-            return Err(EngineError::Busy(format!(
-                "roll back only when idle, not in {}",
-                state.operation()
-            )));
-        }
+        fsm::admits(self.state().operation(), Command::Rollback)?;
         let boot = self.shared.config.boot.as_ref().ok_or_else(|| {
             EngineError::NotSupported("the boot disk is unknown on this node".into())
         })?;
-        boot.rollback()
+        Ok(boot.rollback()?)
     }
 
-    fn channel(&self) -> Result<String, EngineError> {
-        FlatcarConfig::load(&self.shared.config.root)
-            .map(|c| c.group().to_string())
-            .map_err(|e| EngineError::Failed(e.to_string()))
+    fn root(&self) -> &Root {
+        &self.shared.config.root
     }
 
-    fn set_channel(&self, channel: &str) -> Result<(), EngineError> {
-        set_group(&self.shared.config.root, channel).map_err(|e| match e {
-            FlatcarConfigError::InvalidValue { .. } => EngineError::InvalidArgument(e.to_string()),
-            _ => EngineError::Failed(e.to_string()),
-        })
+    fn deny_file(&self) -> DenyList {
+        self.deny_list_file()
     }
 
     fn current_version(&self) -> String {
@@ -406,26 +325,6 @@ impl Engine for SimEngine {
 
     fn last_error(&self) -> Option<LastError> {
         self.lock().last_error.clone()
-    }
-
-    fn deny_list(&self) -> Result<Vec<Denied>, EngineError> {
-        self.deny_list_file().entries().map_err(deny_err)
-    }
-
-    fn deny(&self, version: &str, reason: &str) -> Result<(), EngineError> {
-        std::fs::create_dir_all(&self.shared.config.state_dir)
-            .map_err(|e| EngineError::Failed(format!("creating the state directory: {e}")))?;
-        self.deny_list_file()
-            .add(version, reason, now_unix())
-            .map_err(deny_err)
-    }
-
-    fn undeny(&self, version: &str) -> Result<bool, EngineError> {
-        self.deny_list_file().remove(version).map_err(deny_err)
-    }
-
-    fn clear_deny_list(&self) -> Result<(), EngineError> {
-        self.deny_list_file().clear().map_err(deny_err)
     }
 }
 
