@@ -25,7 +25,7 @@ pub mod guard;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cgpt::{FileDisk, Slot};
 use tracing::{error, info, warn};
