@@ -333,6 +333,13 @@ impl BootDisk {
             .map_err(|e| self.gpt(e))
     }
 
+    /// Marks the booted slot good and prioritised (Flatcar's
+    /// `flatcar-setgoodroot`); false when it already was.
+    pub fn mark_good(&self) -> Result<bool, BootDiskError> {
+        let mut disk = self.open()?;
+        cgpt::slot::mark_good(&mut disk, self.booted).map_err(|e| self.gpt(e))
+    }
+
     /// Boots the other slot next, once (`set_next`: S0 T1 and prioritised,
     /// so GRUB falls back to this slot if it fails). Refused when the other
     /// slot never booted successfully (it may be empty).

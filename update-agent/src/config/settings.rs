@@ -217,6 +217,11 @@ fragment!(
         max_reboots: u32,
         /// ...within this many seconds.
         reboot_window_secs: u64,
+        /// Who marks a booted slot good: `auto` (the gate when its unit is
+        /// enabled, else the daemon), `gate`, or `daemon`.
+        slot_verdict: crate::health::SlotVerdict,
+        /// The gate's unit name, asked with `systemctl is-enabled`.
+        gate_unit: String,
     }
 );
 
@@ -422,6 +427,8 @@ fn health_config(
         max_reboots: h.max_reboots.unwrap_or(d.max_reboots),
         reboot_window_secs: h.reboot_window_secs.unwrap_or(d.reboot_window_secs),
         poll_interval_ms: d.poll_interval_ms,
+        slot_verdict: h.slot_verdict.unwrap_or(d.slot_verdict),
+        gate_unit: h.gate_unit.unwrap_or(d.gate_unit),
     })
 }
 

@@ -175,13 +175,21 @@ impl Daemon {
         self.outcome.clone().unwrap_or(Outcome::NoUpdate)
     }
 
-    /// Runs forever.
+    /// Runs forever. Beside the checks, the booted slot is marked good
+    /// after `schedule.mark_good_delay` unless the health gate owns that
+    /// verdict ([`crate::health::mark_good_after`]).
     pub async fn run(mut self) {
         let delay = crate::schedule::first_check_delay(&self.settings.schedule, &mut self.rng);
         if self.settings.schedule.enabled {
             self.next_check = Some(Instant::now() + delay);
         }
+        let (root, settings) = (self.root.clone(), self.settings.clone());
+        let mark_good = tokio::spawn(async move {
+            let delay = settings.schedule.mark_good_delay;
+            crate::health::mark_good_after(&root, &settings, delay).await
+        });
         self.pump(false).await;
+        mark_good.abort();
     }
 
     fn cycle_done(&self) -> bool {

@@ -179,6 +179,22 @@ pub struct UnitProbe {
 }
 
 impl UnitProbe {
+    /// Whether `unit` is enabled (`systemctl is-enabled --quiet`), `None`
+    /// when the command cannot run.
+    pub async fn is_enabled(&self, unit: &str) -> Option<bool> {
+        let (prog, args) = self.command.split_first()?;
+        tokio::process::Command::new(prog)
+            .args(args)
+            .args(["is-enabled", "--quiet", unit])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .ok()
+            .map(|s| s.success())
+    }
+
     /// Whether `unit` is active (the command exits 0).
     pub async fn is_active(&self, unit: &str) -> bool {
         let Some((prog, args)) = self.command.split_first() else {

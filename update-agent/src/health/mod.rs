@@ -60,6 +60,37 @@ pub struct HealthConfig {
     pub reboot_window_secs: u64,
     /// How often to poll the settle units.
     pub poll_interval_ms: u64,
+    /// Who marks a booted slot good (see [`SlotVerdict`]).
+    pub slot_verdict: SlotVerdict,
+    /// The gate's unit, for [`SlotVerdict::Auto`].
+    pub gate_unit: String,
+}
+
+/// Who marks the booted slot good. Without anyone, a new slot is never
+/// blessed and GRUB falls back to the old one at the second reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotVerdict {
+    /// The gate when its unit is enabled, else the daemon (the default).
+    Auto,
+    /// Only the health gate (`update-agent health-gate`).
+    Gate,
+    /// The daemon, `schedule.mark_good_delay_secs` after it starts, with no
+    /// checks: Flatcar's update_engine behaviour.
+    Daemon,
+}
+
+impl SlotVerdict {
+    /// Whether the daemon marks the slot good, given whether the gate's
+    /// unit is enabled (`None`: unknown, e.g. no systemctl). An unknown
+    /// answer picks the daemon: a slot nobody blesses falls back.
+    pub fn daemon_marks_good(self, gate_enabled: Option<bool>) -> bool {
+        match self {
+            Self::Gate => false,
+            Self::Daemon => true,
+            Self::Auto => gate_enabled != Some(true),
+        }
+    }
 }
 
 impl Default for HealthConfig {
@@ -85,7 +116,45 @@ impl Default for HealthConfig {
             max_reboots: 2,
             reboot_window_secs: 3600,
             poll_interval_ms: 1000,
+            slot_verdict: SlotVerdict::Auto,
+            gate_unit: "update-agent-health-gate.service".into(),
         }
+    }
+}
+
+/// The daemon's part of the slot verdict ([`SlotVerdict`]): after
+/// `delay`, mark the booted slot good unless the gate owns the verdict.
+pub async fn mark_good_after(root: &Root, settings: &crate::config::Settings, delay: Duration) {
+    let cfg = &settings.health;
+    let enabled = if cfg.slot_verdict == SlotVerdict::Auto {
+        let probe = UnitProbe {
+            command: cfg.systemctl.clone(),
+        };
+        probe.is_enabled(&cfg.gate_unit).await
+    } else {
+        None
+    };
+    if !cfg.slot_verdict.daemon_marks_good(enabled) {
+        info!(
+            "the health gate ({}) decides whether this slot is good",
+            cfg.gate_unit
+        );
+        return;
+    }
+    info!("no health gate: marking the booted slot good in {delay:?} (health.slot_verdict)");
+    tokio::time::sleep(delay).await;
+    let marked = crate::slots::detect(root, settings)
+        .map_err(|e| crate::error_chain(&e))
+        .and_then(|plan| {
+            let boot = plan.boot_disk();
+            boot.mark_good()
+                .map_err(|e| crate::error_chain(&e))
+                .map(|w| (boot.booted, w))
+        });
+    match marked {
+        Ok((slot, true)) => info!("marked {slot} good"),
+        Ok((slot, false)) => info!("{slot} was already good"),
+        Err(e) => error!("cannot mark the booted slot good: {e}"),
     }
 }
 
@@ -280,7 +349,6 @@ pub async fn run_node(root: &Root, extra_config: Option<&Path>) -> Result<Outcom
     };
     run(&env, &settings.health, &reporter).await
 }
-
 
 /// Runs the gate once.
 pub async fn run<R: Reporter>(
