@@ -121,6 +121,36 @@ async fn https_payload_redirected_to_http_fails_the_install() {
     assert!(log.last().unwrap().starts_with("3/0/"), "{log:?}");
 }
 
+/// An https server whose answer names a plain-http codebase: refused at
+/// once, before any download (the http server sees nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_server_with_an_http_codebase_is_refused() {
+    let tls = OmahaServer::start_tls().await;
+    let plain = OmahaServer::start().await;
+    let node = node_for(&tls);
+    let (_, _, payload) = fixture::small_payload();
+    plain.serve_file(PAYLOAD_NAME, payload.clone());
+    tls.push(Reply::Update(UpdateSpec::for_payload(
+        "3600.0.0",
+        &plain.files_url(),
+        PAYLOAD_NAME,
+        payload,
+    )));
+    let mut daemon = Daemon::new(Root::new(node.root()), None).unwrap();
+    let Outcome::Failed(err) = daemon.run_once().await else {
+        panic!("the update must be refused")
+    };
+    assert_eq!(err.kind, "insecure_payload_url", "{err:?}");
+    assert_eq!(err.code, 34 | TEST_URL, "{err:?}");
+    assert!(err.message.contains(&plain.files_url()), "{err:?}");
+    assert!(plain.requests().is_empty(), "{:?}", plain.requests());
+    assert_eq!(
+        omaha_log(&tls),
+        ["check", &format!("3/0/{}", 34 | TEST_URL)]
+    );
+    assert_eq!(node.cgpt_pts(Slot::B), (0, 0, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_over_https_with_custom_ca_and_credentials_only_over_https() {
     let (usr, kernel, payload) = fixture::small_payload();

@@ -18,6 +18,8 @@ use crate::schedule::{PayloadState, ScheduleConfig, payload_backoff_applies};
 pub struct Offer<'a> {
     /// The server's update.
     pub info: &'a UpdateInfo,
+    /// `SERVER` is https: then every payload URL must be too.
+    pub server_https: bool,
     /// The running version.
     pub running: &'a str,
     /// The offered version's deny-list entry; `Err` (why) when the deny list
@@ -48,6 +50,12 @@ pub enum Refusal {
     /// Deny list or downgrade policy.
     #[error(transparent)]
     Policy(#[from] PolicyRefusal),
+    /// An https server's answer sends the payload over plain http.
+    #[error("refusing the payload URL {url}: the update server is https, the payload must be too")]
+    InsecureUrl {
+        /// The offending URL.
+        url: String,
+    },
     /// Earlier attempts at this payload failed; wait.
     #[error(
         "update to {version} deferred: payload backoff after attempt {attempt} for another {} s",
@@ -68,6 +76,7 @@ impl Refusal {
     pub fn error_code(&self) -> ErrorCode {
         match self {
             Self::Policy(_) => ErrorCode::OmahaUpdateIgnoredPerPolicy,
+            Self::InsecureUrl { .. } => ErrorCode::OmahaResponseInvalid,
             Self::Backoff { .. } => ErrorCode::OmahaUpdateDeferredForBackoff,
         }
     }
@@ -77,6 +86,7 @@ impl Refusal {
         match self {
             Self::Policy(PolicyRefusal::Downgrade { .. }) => "downgrade_refused",
             Self::Policy(PolicyRefusal::Denied { .. }) => "deny_listed",
+            Self::InsecureUrl { .. } => "insecure_payload_url",
             Self::Backoff { .. } => "payload_backoff",
         }
     }
@@ -92,11 +102,21 @@ pub struct Verdict {
     pub result: Result<Accepted, Refusal>,
 }
 
-/// Decides whether to install `offer.info`: the deny list first, then the
-/// downgrade policy, then update_engine's payload backoff for a payload
-/// that failed before.
+/// Decides whether to install `offer.info`: an https server's payload
+/// over https only, the deny list, then the downgrade policy, then
+/// update_engine's payload backoff for a payload that failed before.
 pub fn decide_offer(offer: Offer<'_>) -> Verdict {
     let info = offer.info;
+    let insecure = info
+        .payload_urls()
+        .into_iter()
+        .find(|u| offer.server_https && !u.starts_with("https://"));
+    if let Some(url) = insecure {
+        return Verdict {
+            save: None,
+            result: Err(Refusal::InsecureUrl { url }),
+        };
+    }
     let unreadable;
     let denied = match offer.denied {
         Ok(d) => d,

@@ -108,8 +108,13 @@ impl Daemon {
             Ok(list) => Ok(list.iter().find(|d| d.version == info.version)),
             Err(why) => Err(why.as_str()),
         };
+        let server_https = self
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.config.server().starts_with("https://"));
         let verdict = decide::decide_offer(Offer {
             info: &info,
+            server_https,
             running,
             denied,
             allow_downgrade: self.settings.allow_downgrade,

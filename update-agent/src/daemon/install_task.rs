@@ -61,7 +61,12 @@ impl Daemon {
             ca_bundle: self.settings.ca_bundle.as_ref().map(|p| self.root.join(p)),
             connect_timeout: self.settings.connect_timeout,
             request_timeout: None,
-            https_only: false,
+            // decide_offer refused http payload URLs of an https server;
+            // this also keeps a redirect from downgrading (see http.rs).
+            https_only: self
+                .identity
+                .as_ref()
+                .is_some_and(|i| i.config.server().starts_with("https://")),
         }) {
             Ok(c) => c,
             Err(e) => {

@@ -91,6 +91,7 @@ fn offer_table() {
         let d = deny.as_ref().map(Option::as_ref).map_err(|e| *e);
         let verdict = decide_offer(Offer {
             info: &info,
+            server_https: false,
             running,
             denied: d,
             allow_downgrade: allow,
@@ -131,6 +132,7 @@ fn backoff_message_names_the_attempt_and_time_left() {
     state.backoff_expiry = Some(now + Duration::from_secs(90));
     let v = decide_offer(Offer {
         info: &info,
+        server_https: false,
         running: "3510.2.0",
         denied: Ok(None),
         allow_downgrade: false,
@@ -184,4 +186,34 @@ fn rollback_table() {
     for (record, want) in rows {
         assert_eq!(rolled_back_from(record).as_deref(), want, "{record:?}");
     }
+}
+
+#[test]
+fn an_https_server_never_sends_the_payload_over_http() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut info = info("3600.0.0");
+    let schedule = ScheduleConfig::default();
+    let offer = |info: &UpdateInfo, https| {
+        decide_offer(Offer {
+            info,
+            server_https: https,
+            running: "3510.2.0",
+            denied: Ok(None),
+            allow_downgrade: false,
+            payload_state: PayloadState::default(),
+            schedule: &schedule,
+            now,
+        })
+    };
+    info.urls = vec!["https://a.example/".into(), "http://b.example/".into()];
+    let v = offer(&info, true);
+    let e = v.result.unwrap_err();
+    assert_eq!(e.error_kind(), "insecure_payload_url");
+    assert_eq!(e.error_code(), ErrorCode::OmahaResponseInvalid);
+    assert!(e.to_string().contains("http://b.example/"), "{e}");
+    assert_eq!(v.save, None);
+    // The same answer from an http server, or all-https codebases: taken.
+    assert!(offer(&info, false).result.is_ok());
+    info.urls.pop();
+    assert!(offer(&info, true).result.is_ok());
 }
