@@ -81,8 +81,10 @@ fn without_an_enabled_gate_the_daemon_marks_the_booted_slot_good() {
         let node = tried_node(exit, verdict);
         let log = node.dir.path().join("agent.log");
         let _agent = spawn(&node, &log);
+        // Good: successful, no tries left, still above USR-B.
         wait(&log, "the booted slot was never marked good", || {
-            node.cgpt_pts(Slot::A) == (2, 0, 1)
+            let (p, t, s) = node.cgpt_pts(Slot::A);
+            p > 0 && t == 0 && s == 1
         });
         assert_eq!(node.cgpt_pts(Slot::B), (0, 0, 0), "{verdict}");
     }

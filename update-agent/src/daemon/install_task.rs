@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use omaha::EventErrorCode;
 use rand::rngs::StdRng;
-use tokio::sync::mpsc;
 
 use super::{Daemon, InstallMsg, LastError};
 use crate::config::settings::Settings;
@@ -76,25 +75,22 @@ impl Daemon {
                 return;
             }
         };
-        let cancel = self.handle.new_cancel_flag();
+        let net = install::Net {
+            rt: tokio::runtime::Handle::current(),
+            client,
+            cancel: self.handle.new_cancel_flag(),
+        };
         let tx = self.install_tx.clone();
         let handle = self.handle.clone();
         let flags = self.flags;
-        let rt = tokio::runtime::Handle::current();
         self.installing = true;
         tokio::task::spawn_blocking(move || {
-            let (etx, mut erx) = mpsc::unbounded_channel();
-            let forward_tx = tx.clone();
-            let forward = rt.spawn(async move {
-                while let Some(ev) = erx.recv().await {
-                    let _ = forward_tx.send(InstallMsg::Event(ev));
-                }
-            });
-            let result = install::run(&job, &rt, client, &etx, cancel);
-            drop(etx);
-            // Progress events first, then the verdict.
-            let _ = rt.block_on(forward);
-            let done = result
+            // Progress goes straight into the daemon's queue, ahead of the
+            // verdict below.
+            let report = |ev| {
+                let _ = tx.send(InstallMsg::Event(ev));
+            };
+            let done = install::run(&job, &net, &report)
                 .map(|plan| {
                     let (v, t) = (&job.info.version, plan.target);
                     tracing::info!("{v} staged in {t}; reboot to use it");

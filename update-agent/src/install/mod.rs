@@ -35,15 +35,11 @@ mod kernel;
 mod policy;
 mod stream;
 
+use omaha::{ErrorCode, UpdateInfo};
+use payload::{Keyring, PayloadError};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
-use omaha::{ErrorCode, UpdateInfo};
-use payload::{Keyring, PayloadError};
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::Root;
 use crate::config::settings::Settings;
@@ -54,6 +50,7 @@ use image::ImageError;
 
 pub use commit::revert_staged;
 pub use policy::{PolicyRefusal, check_policy, compare_versions};
+pub use stream::{Net, Reporter};
 
 /// Checkpoint file name in the state directory.
 pub const CHECKPOINT_FILE: &str = "install-checkpoint.json";
@@ -228,16 +225,11 @@ pub struct InstallJob {
     pub credentials: Option<(String, String)>,
 }
 
-/// Runs the pipeline. Blocking: call it from `spawn_blocking`; `rt` runs
-/// the download tasks. Sends `DownloadProgress`, `DownloadComplete` and
-/// `Verified` on `events`; the caller sends `InstallComplete` or `Failed`.
-pub fn run(
-    job: &InstallJob,
-    rt: &tokio::runtime::Handle,
-    client: reqwest::Client,
-    events: &UnboundedSender<Event>,
-    cancel: Arc<AtomicBool>,
-) -> Result<SlotPlan, InstallError> {
+/// Runs the pipeline. Blocking: call it from `spawn_blocking`; `net.rt`
+/// runs the download tasks. Reports `DownloadProgress`,
+/// `DownloadComplete` and `Verified` through `report`; the caller sends
+/// `InstallComplete` or `Failed`.
+pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan, InstallError> {
     let s = &job.settings;
     let plan = slots::detect(&job.root, s)?;
     tracing::info!(
@@ -250,97 +242,124 @@ pub fn run(
         plan.target_offset
     );
     let keys = load_keyring(job, s)?;
-    let state_dir = job.root.join(&s.state_dir);
-    let cp_path = state_dir.join(CHECKPOINT_FILE);
-    let partial = plan
-        .kernel_dir
-        .join(format!(".{}.partial", plan.target.kernel_name()));
-    let state_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| InstallError::State { path, source }
-    };
-    fs::create_dir_all(&state_dir).map_err(state_err(&state_dir))?;
-    image::remove_stale_mounts(&state_dir, &s.umount_command);
-    let kernel_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| InstallError::Kernel { path, source }
-    };
-    fs::create_dir_all(&plan.kernel_dir).map_err(kernel_err(&plan.kernel_dir))?;
-    kernel::check_space(&plan)?;
-
-    let saved =
-        stream::load_checkpoint(&cp_path).filter(|c| c.is_for(job, &plan) && partial.exists());
+    let files = Files::prepare(job, &plan)?;
+    let saved = stream::load_checkpoint(&files.checkpoint)
+        .filter(|c| c.is_for(job, &plan) && files.partial_kernel.exists());
     if saved.is_none() {
-        remove_quietly(&cp_path);
-        remove_quietly(&partial);
+        files.discard();
     }
-
     // Before the first byte is written: the target must not boot.
-    let gpt = |step: &'static str| {
-        let disk = plan.disk.clone();
-        move |source| InstallError::Gpt {
-            step,
-            disk,
-            source: Box::new(source),
-        }
-    };
     let mut disk = cgpt::FileDisk::open_rw(&plan.disk).map_err(|source| InstallError::Target {
         disk: plan.disk.clone(),
         source,
     })?;
-    cgpt::slot::mark_unbootable(&mut disk, plan.target)
-        .map_err(gpt("marking the target unbootable"))?;
+    cgpt::slot::mark_unbootable(&mut disk, plan.target).map_err(|source| InstallError::Gpt {
+        step: "marking the target unbootable",
+        disk: plan.disk.clone(),
+        source: Box::new(source),
+    })?;
     drop(disk);
-
-    let result = stream::apply(
-        job, rt, client, events, cancel, &plan, &keys, &cp_path, &partial, saved,
-    );
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            remove_quietly(&cp_path);
-            remove_quietly(&partial);
-            return Err(e);
-        }
+    let stream = stream::Stream {
+        job,
+        plan: &plan,
+        keys: &keys,
+        net,
+        report,
+        checkpoint: &files.checkpoint,
+        partial_kernel: &files.partial_kernel,
     };
-    tracing::info!(
-        "payload verified: {} bytes, sha256 {}, signed by {}",
-        report.payload_size,
-        report.payload_sha256,
-        report.payload_signed_by
-    );
-    let _ = events.send(Event::Verified);
-
-    let finish = || -> Result<(), InstallError> {
-        if report.major == 1 {
-            // v1 has no signed release info: bind the version through the
-            // verified image's own release file (`image.rs`).
-            let usr = image::ReadOnlyMount::target(
-                &plan,
-                &s.mount_command,
-                &s.umount_command,
-                &state_dir,
-            )?;
-            image::check_release(usr.path(), &job.info.version, &job.board)?;
-            tracing::info!("the new USR image names {} itself", job.info.version);
-        }
-        kernel::install_kernel(&partial, &plan.target_kernel(), &plan.kernel_dir)?;
-        // The USR image.
-        File::open(&plan.disk)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| InstallError::Target {
-                disk: plan.disk.clone(),
-                source,
-            })?;
-        Ok(())
-    };
-    if let Err(e) = finish() {
-        remove_quietly(&cp_path);
-        remove_quietly(&partial);
+    // Any failure before the commit point leaves no checkpoint or partial
+    // kernel behind (only a killed daemon does, to resume from).
+    let verified = stream.apply(saved).and_then(|report_| {
+        tracing::info!(
+            "payload verified: {} bytes, sha256 {}, signed by {}",
+            report_.payload_size,
+            report_.payload_sha256,
+            report_.payload_signed_by
+        );
+        report(Event::Verified);
+        finish(job, &plan, &files, report_.major)
+    });
+    if let Err(e) = verified {
+        files.discard();
         return Err(e);
     }
-    commit::commit(job, &plan, &cp_path)?;
+    commit::commit(job, &plan, &files.checkpoint)?;
     Ok(plan)
+}
+
+/// The install's own files: the download checkpoint in the state
+/// directory and the hidden partial kernel next to its final name.
+struct Files {
+    state_dir: PathBuf,
+    checkpoint: PathBuf,
+    partial_kernel: PathBuf,
+}
+
+impl Files {
+    /// Creates the directories, removes a killed agent's mounts and
+    /// checks the ESP's free space.
+    fn prepare(job: &InstallJob, plan: &SlotPlan) -> Result<Self, InstallError> {
+        let s = &job.settings;
+        let state_dir = job.root.join(&s.state_dir);
+        fs::create_dir_all(&state_dir).map_err(|source| InstallError::State {
+            path: state_dir.clone(),
+            source,
+        })?;
+        image::remove_stale_mounts(&state_dir, &s.umount_command);
+        fs::create_dir_all(&plan.kernel_dir).map_err(|source| InstallError::Kernel {
+            path: plan.kernel_dir.clone(),
+            source,
+        })?;
+        kernel::check_space(plan)?;
+        Ok(Self {
+            checkpoint: state_dir.join(CHECKPOINT_FILE),
+            partial_kernel: plan
+                .kernel_dir
+                .join(format!(".{}.partial", plan.target.kernel_name())),
+            state_dir,
+        })
+    }
+
+    fn discard(&self) {
+        remove_quietly(&self.checkpoint);
+        remove_quietly(&self.partial_kernel);
+    }
+}
+
+/// After verification, before the commit point: a v1 payload's release
+/// bound through the image itself, the kernel in place, the slot synced.
+fn finish(
+    job: &InstallJob,
+    plan: &SlotPlan,
+    files: &Files,
+    major: u64,
+) -> Result<(), InstallError> {
+    let s = &job.settings;
+    if major == 1 {
+        // v1 has no signed release info: bind the version through the
+        // verified image's own release file (`image.rs`).
+        let usr = image::ReadOnlyMount::target(
+            plan,
+            &s.mount_command,
+            &s.umount_command,
+            &files.state_dir,
+        )?;
+        image::check_release(usr.path(), &job.info.version, &job.board)?;
+        tracing::info!("the new USR image names {} itself", job.info.version);
+    }
+    kernel::install_kernel(
+        &files.partial_kernel,
+        &plan.target_kernel(),
+        &plan.kernel_dir,
+    )?;
+    // The USR image.
+    File::open(&plan.disk)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| InstallError::Target {
+            disk: plan.disk.clone(),
+            source,
+        })
 }
 
 fn remove_quietly(path: &Path) {

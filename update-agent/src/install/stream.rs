@@ -1,7 +1,16 @@
-//! The streaming step: the payload from the network ([`download`]) through
-//! `payload::Applier` straight into the target partition and the partial
-//! kernel file, with progress events and checkpoints for a resume with
-//! HTTP Range.
+//! The streaming step, as one chain of readers and writers:
+//!
+//! ```text
+//! HTTP body (download::spawn: Range-resumable, size-capped, low-speed rule)
+//!   → ChannelReader           blocking Read over the async body
+//!   → Progress                DownloadProgress / DownloadComplete events
+//!   → payload::Applier        signatures, hashes, decompression
+//!   → Slots                   target partition + hidden partial kernel
+//! ```
+//!
+//! Checkpoints go to the state directory so a restarted daemon resumes with
+//! HTTP Range: it re-reads the signed metadata from byte 0 and the rest
+//! from the checkpoint.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
@@ -10,11 +19,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use payload::{Applier, ApplyOptions, Checkpoint, Expectations, Keyring, PayloadError, Slots};
+use payload::{
+    Applier, ApplyOptions, ApplyReport, Checkpoint, Expectations, Keyring, PayloadError,
+};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::UnboundedSender;
 
 use super::{InstallError, InstallJob};
+use crate::download::{self, ChannelReader, DownloadError, DownloadOptions, Source};
+use crate::fsm::Event;
+use crate::slots::{PartitionStorage, SlotPlan};
 
 /// The apply pipeline's in-flight budget in the daemon: half the payload
 /// tool's default. On 1 GiB installs from 127.0.0.1 it kept the same wall
@@ -22,10 +35,24 @@ use super::{InstallError, InstallJob};
 /// (`update-agent/bench/install.sh`), which leaves the daemon room under
 /// its 64 MiB goal for the HTTP side and the final re-hash.
 const APPLY_IN_FLIGHT: u64 = 8 << 20;
-use crate::download::{self, DownloadOptions, ErrorSlot, Source};
-use crate::fsm::Event;
-use crate::slots::{PartitionStorage, SlotPlan};
+/// Progress events at most every this many bytes.
+const PROGRESS_STEP: u64 = 256 * 1024;
 
+/// Where the install reports its progress (the daemon's queue).
+pub type Reporter<'a> = &'a (dyn Fn(Event) + Sync);
+
+/// The network side of an install.
+#[derive(Debug, Clone)]
+pub struct Net {
+    /// Runs the download tasks (the install itself is on a blocking thread).
+    pub rt: tokio::runtime::Handle,
+    /// The HTTP client.
+    pub client: reqwest::Client,
+    /// Set to abort.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// A checkpoint tied to the payload and the target slot it belongs to.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct SavedCheckpoint {
     version: String,
@@ -36,6 +63,16 @@ pub(super) struct SavedCheckpoint {
 }
 
 impl SavedCheckpoint {
+    fn new(job: &InstallJob, plan: &SlotPlan, checkpoint: Checkpoint) -> Self {
+        Self {
+            version: job.info.version.clone(),
+            sha256: hex::encode(job.info.postinstall.sha256),
+            size: job.info.payload.size,
+            target: plan.target.label().to_string(),
+            checkpoint,
+        }
+    }
+
     /// Whether this checkpoint belongs to `job`'s payload and `plan`'s
     /// target slot.
     pub(super) fn is_for(&self, job: &InstallJob, plan: &SlotPlan) -> bool {
@@ -46,197 +83,181 @@ impl SavedCheckpoint {
     }
 }
 
+/// Everything the streaming step works with.
+pub(super) struct Stream<'a> {
+    pub(super) job: &'a InstallJob,
+    pub(super) plan: &'a SlotPlan,
+    pub(super) keys: &'a Keyring,
+    pub(super) net: &'a Net,
+    pub(super) report: Reporter<'a>,
+    pub(super) checkpoint: &'a Path,
+    pub(super) partial_kernel: &'a Path,
+}
+
+impl Stream<'_> {
+    /// Downloads and applies the payload, from `saved` when resuming.
+    pub(super) fn apply(
+        &self,
+        saved: Option<SavedCheckpoint>,
+    ) -> Result<ApplyReport, InstallError> {
+        let size = self.job.info.payload.size;
+        let mut slots = self.open_slots(saved.is_none())?;
+        let mut applier = Applier::new(self.keys)
+            .options(self.options())
+            .on_checkpoint(self.checkpointer());
+        let result = match saved {
+            None => applier.apply(self.progress(self.download(0, size)?, 0), &mut slots),
+            Some(saved) => {
+                let cp = saved.checkpoint;
+                let at = cp.resume_offset();
+                tracing::info!("resuming the payload at byte {at}");
+                let metadata = self.download(0, cp.data_start)?;
+                let rest = self.progress(self.download(at, size)?, at);
+                applier.resume(metadata, rest, &mut slots, &cp)
+            }
+        };
+        result.map_err(payload_error)
+    }
+
+    /// `[start, end)` of the payload from the answer's URLs.
+    fn download(&self, start: u64, end: u64) -> Result<ChannelReader, InstallError> {
+        let info = &self.job.info;
+        let urls = info
+            .payload_urls()
+            .iter()
+            .filter_map(|u| reqwest::Url::parse(u).ok())
+            .collect();
+        let source = Arc::new(Source {
+            client: self.net.client.clone(),
+            urls,
+            credentials: self.job.credentials.clone(),
+            size: info.payload.size,
+        });
+        let opts = DownloadOptions::from_settings(&self.job.settings);
+        let cancel = self.net.cancel.clone();
+        Ok(download::spawn(
+            &self.net.rt,
+            source,
+            start,
+            end,
+            opts,
+            cancel,
+        ))
+    }
+
+    fn progress<R: Read>(&self, inner: R, pos: u64) -> Progress<'_, R> {
+        Progress {
+            inner,
+            pos,
+            total: self.job.info.payload.size,
+            last_sent: 0,
+            report: self.report,
+            done: false,
+        }
+    }
+
+    /// The target partition and the hidden partial kernel file.
+    fn open_slots(&self, fresh: bool) -> Result<payload::Slots, InstallError> {
+        let plan = self.plan;
+        let usr = PartitionStorage::open(&plan.disk, plan.target_offset, plan.target_len).map_err(
+            |source| InstallError::Target {
+                disk: plan.disk.clone(),
+                source,
+            },
+        )?;
+        let kernel = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(fresh)
+            .open(self.partial_kernel)
+            .map_err(|source| InstallError::Kernel {
+                path: self.partial_kernel.to_path_buf(),
+                source,
+            })?;
+        let mut slots = payload::Slots::new();
+        slots.insert("usr", payload::Slot::new(usr));
+        let mut kslot = payload::Slot::new(kernel);
+        kslot.truncate = true;
+        slots.insert("kernel", kslot);
+        Ok(slots)
+    }
+
+    fn options(&self) -> ApplyOptions {
+        let info = &self.job.info;
+        ApplyOptions {
+            expected_size: Some(info.payload.size),
+            expected_sha256: Some(info.postinstall.sha256),
+            expect: Expectations {
+                version: Some(info.version.clone()),
+                board: Some(self.job.board.clone()).filter(|b| !b.is_empty()),
+                // Bound after the apply through the image's release file.
+                v1_unbound: true,
+                ..Expectations::default()
+            },
+            in_flight: Some(APPLY_IN_FLIGHT),
+            ..ApplyOptions::default()
+        }
+    }
+
+    /// Saves checkpoints, at most once a second.
+    fn checkpointer(&self) -> impl FnMut(&Checkpoint) + Send + 'static {
+        let path = self.checkpoint.to_path_buf();
+        let (job, plan) = (self.job.clone(), self.plan.clone());
+        let mut last_save: Option<Instant> = None;
+        move |cp: &Checkpoint| {
+            if last_save.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            last_save = Some(Instant::now());
+            let saved = SavedCheckpoint::new(&job, &plan, cp.clone());
+            let written = serde_json::to_vec(&saved)
+                .map_err(io::Error::other)
+                .and_then(|json| crate::write_atomic(&path, &json, 0o600));
+            if let Err(e) = written {
+                tracing::warn!("cannot save checkpoint {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// A read error that came from the download is the download's (typed)
+/// error; everything else is the payload's.
+fn payload_error(e: PayloadError) -> InstallError {
+    match e {
+        PayloadError::Read { offset, source } => match DownloadError::from_io(source) {
+            Ok(download) => InstallError::Download(download),
+            Err(source) => InstallError::Payload(Box::new(PayloadError::Read { offset, source })),
+        },
+        e => InstallError::Payload(Box::new(e)),
+    }
+}
+
 /// Counts bytes read and reports progress to the state machine.
-struct ProgressReader<R> {
+struct Progress<'a, R> {
     inner: R,
     pos: u64,
     total: u64,
     last_sent: u64,
-    events: Option<UnboundedSender<Event>>,
+    report: Reporter<'a>,
     done: bool,
 }
 
-impl<R: Read> Read for ProgressReader<R> {
+impl<R: Read> Read for Progress<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.pos += n as u64;
-        if let Some(tx) = &self.events {
-            if self.pos - self.last_sent >= 256 * 1024 || (self.pos >= self.total && !self.done) {
-                self.last_sent = self.pos;
-                let _ = tx.send(Event::DownloadProgress { bytes: self.pos });
-            }
-            if self.pos >= self.total && !self.done {
-                self.done = true;
-                let _ = tx.send(Event::DownloadComplete);
-            }
+        let finished = self.pos >= self.total && !self.done;
+        if self.pos - self.last_sent >= PROGRESS_STEP || finished {
+            self.last_sent = self.pos;
+            (self.report)(Event::DownloadProgress { bytes: self.pos });
+        }
+        if finished {
+            self.done = true;
+            (self.report)(Event::DownloadComplete);
         }
         Ok(n)
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn apply(
-    job: &InstallJob,
-    rt: &tokio::runtime::Handle,
-    client: reqwest::Client,
-    events: &UnboundedSender<Event>,
-    cancel: Arc<AtomicBool>,
-    plan: &SlotPlan,
-    keys: &Keyring,
-    cp_path: &Path,
-    partial: &Path,
-    saved: Option<SavedCheckpoint>,
-) -> Result<payload::ApplyReport, InstallError> {
-    let s = &job.settings;
-    let size = job.info.payload.size;
-    let urls = job
-        .info
-        .payload_urls()
-        .iter()
-        .filter_map(|u| reqwest::Url::parse(u).ok())
-        .collect();
-    let source = Arc::new(Source {
-        client,
-        urls,
-        credentials: job.credentials.clone(),
-        size,
-    });
-    let opts = DownloadOptions {
-        retries: s.download_retries,
-        retry_delay: s.download_retry_delay,
-        low_speed_limit: s.low_speed_limit,
-        low_speed_time: s.low_speed_time,
-        bandwidth_limit: s.bandwidth_limit,
-    };
-    let target_err = |source| InstallError::Target {
-        disk: plan.disk.clone(),
-        source,
-    };
-    let usr = PartitionStorage::open(&plan.disk, plan.target_offset, plan.target_len)
-        .map_err(target_err)?;
-    let kernel = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(saved.is_none())
-        .open(partial)
-        .map_err(|source| InstallError::Kernel {
-            path: partial.to_path_buf(),
-            source,
-        })?;
-    let mut slots = Slots::new();
-    slots.insert("usr", payload::Slot::new(usr));
-    let mut kslot = payload::Slot::new(kernel);
-    kslot.truncate = true;
-    slots.insert("kernel", kslot);
-
-    let meta = SavedMeta {
-        version: job.info.version.clone(),
-        sha256: hex::encode(job.info.postinstall.sha256),
-        size,
-        target: plan.target.label().to_string(),
-    };
-    let mut last_save: Option<Instant> = None;
-    let save = |cp: &Checkpoint| {
-        if last_save.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-            return;
-        }
-        last_save = Some(Instant::now());
-        let saved = SavedCheckpoint {
-            version: meta.version.clone(),
-            sha256: meta.sha256.clone(),
-            size: meta.size,
-            target: meta.target.clone(),
-            checkpoint: cp.clone(),
-        };
-        match serde_json::to_vec(&saved) {
-            Ok(json) => {
-                if let Err(e) = crate::write_atomic(cp_path, &json, 0o600) {
-                    tracing::warn!("cannot save checkpoint {}: {e}", cp_path.display());
-                }
-            }
-            Err(e) => tracing::warn!("cannot encode checkpoint: {e}"),
-        }
-    };
-    let options = ApplyOptions {
-        expected_size: Some(size),
-        expected_sha256: Some(job.info.postinstall.sha256),
-        expect: Expectations {
-            version: Some(job.info.version.clone()),
-            board: Some(job.board.clone()).filter(|b| !b.is_empty()),
-            // Bound after the apply through the image's release file.
-            v1_unbound: true,
-            ..Expectations::default()
-        },
-        in_flight: Some(APPLY_IN_FLIGHT),
-        ..ApplyOptions::default()
-    };
-    let mut applier = Applier::new(keys).options(options).on_checkpoint(save);
-    let mut slots_ref = slots;
-    let (result, errors): (Result<_, PayloadError>, Vec<ErrorSlot>) = match saved {
-        Some(saved) => {
-            let cp = saved.checkpoint;
-            tracing::info!("resuming the payload at byte {}", cp.resume_offset());
-            let meta_reader = download::spawn(
-                rt,
-                source.clone(),
-                0,
-                cp.data_start,
-                opts.clone(),
-                cancel.clone(),
-            );
-            let rest = download::spawn(
-                rt,
-                source.clone(),
-                cp.resume_offset(),
-                size,
-                opts.clone(),
-                cancel.clone(),
-            );
-            let errors = vec![meta_reader.error_slot(), rest.error_slot()];
-            let rest = ProgressReader {
-                inner: rest,
-                pos: cp.resume_offset(),
-                total: size,
-                last_sent: 0,
-                events: Some(events.clone()),
-                done: false,
-            };
-            let r = applier.resume(meta_reader, rest, &mut slots_ref, &cp);
-            (r, errors)
-        }
-        None => {
-            let reader = download::spawn(rt, source.clone(), 0, size, opts.clone(), cancel.clone());
-            let errors = vec![reader.error_slot()];
-            let reader = ProgressReader {
-                inner: reader,
-                pos: 0,
-                total: size,
-                last_sent: 0,
-                events: Some(events.clone()),
-                done: false,
-            };
-            (applier.apply(reader, &mut slots_ref), errors)
-        }
-    };
-    result.map_err(|e| {
-        // A read error is the download's: report the typed one.
-        if matches!(e, PayloadError::Read { .. }) {
-            for slot in &errors {
-                if let Some(d) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    return InstallError::Download(d);
-                }
-            }
-        }
-        InstallError::Payload(Box::new(e))
-    })
-}
-
-struct SavedMeta {
-    version: String,
-    sha256: String,
-    size: u64,
-    target: String,
 }
 
 pub(super) fn load_checkpoint(path: &Path) -> Option<SavedCheckpoint> {
