@@ -8,6 +8,7 @@
 
 pub mod attrs;
 pub mod blockdev;
+pub mod create;
 pub mod disk;
 pub mod entry;
 pub mod error;
@@ -15,6 +16,8 @@ pub mod guid;
 pub mod header;
 pub mod image;
 pub mod ops;
+pub mod pmbr;
+pub mod resize;
 pub mod slot;
 pub mod table;
 

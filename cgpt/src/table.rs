@@ -76,14 +76,14 @@ pub enum WriteMode {
 /// A GPT as read from a disk, with a working copy of the entries to modify.
 #[derive(Debug, Clone)]
 pub struct Gpt {
-    geom: Geometry,
-    primary: Header,
-    secondary: Header,
-    health: Health,
+    pub(crate) geom: Geometry,
+    pub(crate) primary: Header,
+    pub(crate) secondary: Header,
+    pub(crate) health: Health,
     /// The entries as read from the valid copy.
-    original: Vec<u8>,
+    pub(crate) original: Vec<u8>,
     /// The entries with pending changes.
-    working: Vec<u8>,
+    pub(crate) working: Vec<u8>,
 }
 
 /// vboot's `CheckEntries`: the CRC, every used entry inside the usable range, no
@@ -100,7 +100,7 @@ fn check_entries(entries: &[u8], hdr: &Header) -> Result<(), EntriesProblem> {
 }
 
 /// The structural half of `CheckEntries` (everything but the CRC).
-fn check_layout(entries: &[u8], hdr: &Header) -> Result<(), EntriesProblem> {
+pub(crate) fn check_layout(entries: &[u8], hdr: &Header) -> Result<(), EntriesProblem> {
     let used: Vec<Entry> = parse_entries(entries)
         .into_iter()
         .filter(Entry::is_used)
@@ -144,7 +144,7 @@ fn parse_entries(entries: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
-fn read_sectors<D: Disk>(
+pub(crate) fn read_sectors<D: Disk>(
     disk: &mut D,
     geom: &Geometry,
     lba: u64,
@@ -160,7 +160,7 @@ fn read_sectors<D: Disk>(
     Ok(buf)
 }
 
-fn probe_sector_size<D: Disk>(disk: &mut D, len: u64) -> Result<u64, Error> {
+pub(crate) fn probe_sector_size<D: Disk>(disk: &mut D, len: u64) -> Result<u64, Error> {
     if let Some(ss) = disk
         .sector_size()
         .map_err(Error::io("querying the sector size"))?
@@ -414,26 +414,32 @@ impl Gpt {
         let crc = crc32fast::hash(&self.working);
         let p_hdr = self.next_header(Which::Primary, crc);
         let s_hdr = self.next_header(Which::Secondary, crc);
-        let ss = self.geom.sector_size;
-        let at = |lba: u64| lba * ss;
-        let ctx = |what: &str| Error::io(format!("writing {what}"));
-        disk.write_at(at(p_hdr.entries_lba()), &self.working)
-            .map_err(ctx("the primary entries"))?;
-        disk.sync().map_err(ctx("the primary entries (sync)"))?;
-        disk.write_at(at(1), p_hdr.as_bytes())
-            .map_err(ctx("the primary header"))?;
-        disk.sync().map_err(ctx("the primary header (sync)"))?;
-        disk.write_at(at(s_hdr.entries_lba()), &self.working)
-            .map_err(ctx("the secondary entries"))?;
-        disk.write_at(at(self.geom.last_lba()), s_hdr.as_bytes())
-            .map_err(ctx("the secondary header"))?;
-        disk.sync().map_err(ctx("the secondary copy (sync)"))?;
+        write_groups(
+            disk,
+            self.geom.sector_size,
+            &[
+                &[Region::new(
+                    p_hdr.entries_lba(),
+                    &self.working,
+                    "the primary entries",
+                )],
+                &[Region::new(1, p_hdr.as_bytes(), "the primary header")],
+                &[
+                    Region::new(s_hdr.entries_lba(), &self.working, "the secondary entries"),
+                    Region::new(
+                        self.geom.last_lba(),
+                        s_hdr.as_bytes(),
+                        "the secondary header",
+                    ),
+                ],
+            ],
+        )?;
         self.verify_written(disk)?;
         info!(entries_crc = format_args!("{crc:#010x}"), "GPT written");
         Ok(true)
     }
 
-    fn verify_written<D: Disk>(&self, disk: &mut D) -> Result<(), Error> {
+    pub(crate) fn verify_written<D: Disk>(&self, disk: &mut D) -> Result<(), Error> {
         let back = Gpt::read(disk)?;
         if !back.health.is_clean() {
             return Err(Error::VerifyFailed(back.health.to_string()));
@@ -474,4 +480,38 @@ impl Gpt {
         info!(?done, "GPT repaired");
         Ok(done)
     }
+}
+
+/// One region of a table write: the bytes and the LBA they go to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Region<'a> {
+    lba: u64,
+    bytes: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Region<'a> {
+    pub(crate) fn new(lba: u64, bytes: &'a [u8], what: &'static str) -> Self {
+        Region { lba, bytes, what }
+    }
+}
+
+/// Writes each group of regions, then a barrier: a later group never reaches the
+/// disk before an earlier one, which is what every crash-safety argument relies on.
+pub(crate) fn write_groups<D: Disk>(
+    disk: &mut D,
+    sector_size: u64,
+    groups: &[&[Region<'_>]],
+) -> Result<(), Error> {
+    for group in groups {
+        for r in *group {
+            let offset = r.lba.checked_mul(sector_size).ok_or(Error::TooSmall(0))?;
+            disk.write_at(offset, r.bytes)
+                .map_err(Error::io(format!("writing {}", r.what)))?;
+        }
+        let what = group.last().map_or("nothing", |r| r.what);
+        disk.sync()
+            .map_err(Error::io(format!("writing {what} (sync)")))?;
+    }
+    Ok(())
 }

@@ -1,9 +1,11 @@
 //! `cgpt`: command-line compatible with vboot's and Flatcar's cgpt for what
-//! Flatcar's scripts and admins use (`show add prioritize next find repair`).
+//! Flatcar's scripts and admins use (`create add boot show repair find
+//! prioritize legacy next resize`).
 //!
 //! Exit codes are 0 and 1, as in cgpt; unlike cgpt, every failure exits 1
 //! (cgpt returns 0 from a refused `prioritize` and a failed `repair`).
 
+mod admin;
 mod args;
 mod show;
 mod usage;
@@ -21,7 +23,18 @@ use lexopt::prelude::*;
 
 use args::{UsageError, num_in};
 
-const COMMANDS: [&str; 6] = ["add", "show", "repair", "find", "prioritize", "next"];
+const COMMANDS: [&str; 10] = [
+    "create",
+    "add",
+    "boot",
+    "show",
+    "repair",
+    "find",
+    "prioritize",
+    "legacy",
+    "next",
+    "resize",
+];
 
 fn main() -> ExitCode {
     tracing_init();
@@ -51,6 +64,10 @@ fn main() -> ExitCode {
         "repair" => cmd_repair(parser),
         "find" => cmd_find(parser),
         "prioritize" => cmd_prioritize(parser),
+        "create" => admin::cmd_create(parser),
+        "boot" => admin::cmd_boot(parser),
+        "legacy" => admin::cmd_legacy(parser),
+        "resize" => admin::cmd_resize(parser),
         _ => cmd_next(parser),
     };
     match result {
@@ -83,6 +100,10 @@ fn usage_of(cmd: &str) -> String {
         "repair" => usage::REPAIR.into(),
         "find" => usage::FIND.into(),
         "prioritize" => usage::PRIORITIZE.into(),
+        "create" => usage::CREATE.into(),
+        "boot" => usage::BOOT.into(),
+        "legacy" => usage::LEGACY.into(),
+        "resize" => usage::RESIZE.into(),
         _ => usage::NEXT.into(),
     }
 }
