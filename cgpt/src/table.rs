@@ -84,6 +84,8 @@ pub struct Gpt {
     pub(crate) original: Vec<u8>,
     /// The entries with pending changes.
     pub(crate) working: Vec<u8>,
+    /// Both arrays as read, valid or not (what `show -d` prints).
+    pub(crate) raw_entries: [Vec<u8>; 2],
 }
 
 /// vboot's `CheckEntries`: the CRC, every used entry inside the usable range, no
@@ -136,7 +138,8 @@ pub(crate) fn check_layout(entries: &[u8], hdr: &Header) -> Result<(), EntriesPr
     Ok(())
 }
 
-fn parse_entries(entries: &[u8]) -> Vec<Entry> {
+/// Decodes an entry array into its 128-byte entries, used or not, numbered from 1.
+pub fn parse_entries(entries: &[u8]) -> Vec<Entry> {
     entries
         .chunks_exact(ENTRY_SIZE as usize)
         .zip(1..)
@@ -235,12 +238,21 @@ impl Gpt {
         let s_lba = geom.default_entries_lba(Which::Secondary);
         let s_ent = read_sectors(disk, &geom, s_lba, ENTRIES_BYTES, "the secondary entries")?;
 
-        // vboot's GptValidityCheck: entries are judged against the primary header if it
-        // is valid; if both headers are valid but neither array matches, the secondary
-        // header is tried and the primary header is blamed.
+        // vboot's GptValidityCheck (R106): a copy's entries count only if its own
+        // header is valid, and both arrays are judged against the primary header
+        // when it is valid (so two valid copies with different entries cannot
+        // both pass); if both headers are valid but neither array matches, the
+        // secondary header is tried and the primary header is blamed.
         let good_hdr = if ph_ok { &primary } else { &secondary };
-        health.primary_entries = check_entries(&p_ent, good_hdr).err();
-        health.secondary_entries = check_entries(&s_ent, good_hdr).err();
+        let judge = |ok: bool, ents: &[u8]| {
+            if ok {
+                check_entries(ents, good_hdr).err()
+            } else {
+                Some(EntriesProblem::NoHeader)
+            }
+        };
+        health.primary_entries = judge(ph_ok, &p_ent);
+        health.secondary_entries = judge(sh_ok, &s_ent);
         if ph_ok && sh_ok && health.primary_entries.is_some() && health.secondary_entries.is_some()
         {
             let p = check_entries(&p_ent, &secondary).err();
@@ -265,9 +277,9 @@ impl Gpt {
             health.secondary_header = Some(HeaderProblem::Mismatch);
         }
         let original = if health.primary_entries.is_none() {
-            p_ent
+            p_ent.clone()
         } else {
-            s_ent
+            s_ent.clone()
         };
         debug!(%health, sector_size, "read GPT");
         Ok(Gpt {
@@ -277,6 +289,11 @@ impl Gpt {
             health,
             working: original.clone(),
             original,
+            // vboot does not read the array of a copy whose header failed.
+            raw_entries: [
+                if ph_ok { p_ent } else { vec![0; ENTRIES_BYTES] },
+                if sh_ok { s_ent } else { vec![0; ENTRIES_BYTES] },
+            ],
         })
     }
 
@@ -304,6 +321,14 @@ impl Gpt {
         match which {
             Which::Primary => &self.primary,
             Which::Secondary => &self.secondary,
+        }
+    }
+
+    /// A copy's entry array as read, whether valid or not.
+    pub fn raw_entries(&self, which: Which) -> &[u8] {
+        match which {
+            Which::Primary => &self.raw_entries[0],
+            Which::Secondary => &self.raw_entries[1],
         }
     }
 

@@ -71,7 +71,8 @@ pub fn cmd_create(mut p: lexopt::Parser) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_pmbr(disk: &mut FileDisk) -> Result<Pmbr> {
+/// LBA 0 as vboot's PMBR.
+pub fn read_pmbr(disk: &mut FileDisk) -> Result<Pmbr> {
     let mut buf = [0u8; 512];
     disk.read_at(0, &mut buf).context("Unable to read PMBR")?;
     Ok(Pmbr::from_bytes(&buf))

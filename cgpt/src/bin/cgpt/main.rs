@@ -163,7 +163,7 @@ fn cmd_show(mut p: lexopt::Parser) -> Result<ExitCode> {
             Short('n') => o.numeric = true,
             Short('v') => o.verbose = true,
             Short('q') => o.quick = true,
-            Short('d') => {}
+            Short('d') => o.debug = true,
             Short('i') => {
                 o.partition = Some(num_in('i', p.value()?, 0, u64::from(u32::MAX))? as u32)
             }
@@ -183,7 +183,8 @@ fn cmd_show(mut p: lexopt::Parser) -> Result<ExitCode> {
     let mut disk = open(&target.disk, false)?;
     let gpt = Gpt::read(&mut disk)?;
     warn_health(&gpt);
-    print!("{}", show::render(&gpt, &o)?);
+    let pmbr = admin::read_pmbr(&mut disk)?;
+    print!("{}", show::render(&gpt, &pmbr, &o)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -404,12 +405,7 @@ fn cmd_find(mut p: lexopt::Parser) -> Result<ExitCode> {
             println!("{name}{sep}{}", e.index);
         }
         if verbose {
-            let mut o = show::ShowOpts {
-                partition: Some(e.index),
-                ..Default::default()
-            };
-            o.numeric = false;
-            print!("{}", show::render(&gpt, &o)?);
+            print!("{}", show::entry_text(e, false));
         }
     }
     let ok = if one {

@@ -51,6 +51,10 @@ The partition type may also be given as one of these aliases:
 
 {}    coreos-usr  Flatcar/CoreOS USR (also flatcar-usr, coreos-rootfs)
 
+Flatcar's aliases are accepted too: coreos-resize, coreos-reserved,
+coreos-root-raid (and flatcar-*), bios, linux-data, linux-swap, linux-boot,
+linux-home, linux-lvm, linux-raid, linux-reserved, mswin-data, chromeos-data.
+
 ",
         cgpt::guid::alias_help()
     )
