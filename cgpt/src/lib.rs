@@ -12,6 +12,7 @@ pub mod create;
 pub mod disk;
 pub mod entry;
 pub mod error;
+pub mod grub;
 pub mod guid;
 pub mod header;
 pub mod image;
