@@ -188,6 +188,55 @@ pub(crate) fn probe_sector_size<D: Disk>(disk: &mut D, len: u64) -> Result<u64, 
     Ok(PROBE_SECTOR_SIZES[0])
 }
 
+/// vboot's GptValidityCheck (R106) once the headers are judged: a copy's
+/// entries count only if its own header is valid, and both arrays are judged
+/// against the primary header when it is valid (so two valid copies with
+/// different entries cannot both pass); if both headers are valid but neither
+/// array matches, the secondary header is tried and the primary header is
+/// blamed. Both valid but not the same table: the primary wins.
+fn judge_entries(
+    health: &mut Health,
+    [primary, secondary]: [&Header; 2],
+    [p_ent, s_ent]: [&[u8]; 2],
+) -> Result<(), Error> {
+    let (ph_ok, sh_ok) = (
+        health.primary_header.is_none(),
+        health.secondary_header.is_none(),
+    );
+    let good_hdr = if ph_ok { primary } else { secondary };
+    let judge = |ok: bool, ents: &[u8]| {
+        if ok {
+            check_entries(ents, good_hdr).err()
+        } else {
+            Some(EntriesProblem::NoHeader)
+        }
+    };
+    health.primary_entries = judge(ph_ok, p_ent);
+    health.secondary_entries = judge(sh_ok, s_ent);
+    if ph_ok && sh_ok && health.primary_entries.is_some() && health.secondary_entries.is_some() {
+        let p = check_entries(p_ent, secondary).err();
+        let s = check_entries(s_ent, secondary).err();
+        if p.is_none() || s.is_none() {
+            health.primary_header = Some(HeaderProblem::EntriesCrcMismatch);
+            health.primary_entries = p;
+            health.secondary_entries = s;
+        }
+    }
+    if let (Some(p), Some(s)) = (&health.primary_entries, &health.secondary_entries) {
+        return Err(Error::InvalidEntries {
+            primary: p.clone(),
+            secondary: s.clone(),
+        });
+    }
+    if health.primary_header.is_none()
+        && health.secondary_header.is_none()
+        && !primary.same_shared_fields(secondary)
+    {
+        health.secondary_header = Some(HeaderProblem::Mismatch);
+    }
+    Ok(())
+}
+
 impl Gpt {
     /// Reads and checks both copies. Fails only when no usable table is left (both
     /// headers or both entry arrays invalid); a single bad copy shows in [`Gpt::health`].
@@ -238,44 +287,7 @@ impl Gpt {
         let s_lba = geom.default_entries_lba(Which::Secondary);
         let s_ent = read_sectors(disk, &geom, s_lba, ENTRIES_BYTES, "the secondary entries")?;
 
-        // vboot's GptValidityCheck (R106): a copy's entries count only if its own
-        // header is valid, and both arrays are judged against the primary header
-        // when it is valid (so two valid copies with different entries cannot
-        // both pass); if both headers are valid but neither array matches, the
-        // secondary header is tried and the primary header is blamed.
-        let good_hdr = if ph_ok { &primary } else { &secondary };
-        let judge = |ok: bool, ents: &[u8]| {
-            if ok {
-                check_entries(ents, good_hdr).err()
-            } else {
-                Some(EntriesProblem::NoHeader)
-            }
-        };
-        health.primary_entries = judge(ph_ok, &p_ent);
-        health.secondary_entries = judge(sh_ok, &s_ent);
-        if ph_ok && sh_ok && health.primary_entries.is_some() && health.secondary_entries.is_some()
-        {
-            let p = check_entries(&p_ent, &secondary).err();
-            let s = check_entries(&s_ent, &secondary).err();
-            if p.is_none() || s.is_none() {
-                health.primary_header = Some(HeaderProblem::EntriesCrcMismatch);
-                health.primary_entries = p;
-                health.secondary_entries = s;
-            }
-        }
-        if let (Some(p), Some(s)) = (&health.primary_entries, &health.secondary_entries) {
-            return Err(Error::InvalidEntries {
-                primary: p.clone(),
-                secondary: s.clone(),
-            });
-        }
-        // Both valid but not the same table: the primary wins.
-        if health.primary_header.is_none()
-            && health.secondary_header.is_none()
-            && !primary.same_shared_fields(&secondary)
-        {
-            health.secondary_header = Some(HeaderProblem::Mismatch);
-        }
+        judge_entries(&mut health, [&primary, &secondary], [&p_ent, &s_ent])?;
         let original = if health.primary_entries.is_none() {
             p_ent.clone()
         } else {

@@ -118,3 +118,42 @@ fn legacy_matches_real_cgpt() {
     assert_eq!(sha(&mine), sha(&theirs), "legacy -p");
     assert_eq!(ok(ours(&["show", "-i", "3", "-l", s(&mine)])), "USR-A\n");
 }
+
+#[test]
+fn new_verbs_refuse_bad_input_and_leave_the_disk_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mine, theirs) = pair(dir.path());
+    let tiny = dir.path().join("tiny.img");
+    std::fs::write(&tiny, vec![0u8; 20 * 512]).unwrap();
+    let missing = dir.path().join("nope.bin");
+    let mut secondary_broken = std::fs::read(&mine).unwrap();
+    let n = secondary_broken.len();
+    secondary_broken[n - 512 + 16] ^= 1;
+    let broken = dir.path().join("broken.img");
+    std::fs::write(&broken, &secondary_broken).unwrap();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["create", s(&tiny)],
+        vec!["boot", "-i", "129", s(&mine)],
+        vec!["boot", "-b", s(&missing), s(&mine)],
+        vec!["legacy", "-p", s(&broken)],
+        vec!["create", "-p", "abc", s(&mine)],
+        vec!["boot"],
+    ];
+    for args in &cases {
+        let before = (sha(&mine), sha(&tiny), sha(&broken));
+        let o = ours(args);
+        assert_eq!(o.rc, 1, "{args:?}: {o:?}");
+        assert!(o.stderr.starts_with("ERROR: "), "{args:?}: {}", o.stderr);
+        assert_eq!(
+            (sha(&mine), sha(&tiny), sha(&broken)),
+            before,
+            "{args:?} wrote"
+        );
+        // Real cgpt refuses the same commands.
+        let theirs_args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == s(&mine) { s(&theirs) } else { a })
+            .collect();
+        assert_ne!(real(&theirs_args).rc, 0, "real cgpt accepts {args:?}");
+    }
+}
