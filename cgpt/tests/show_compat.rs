@@ -138,3 +138,16 @@ fn flatcar_type_aliases_are_accepted() {
         );
     }
 }
+
+#[test]
+fn a_field_without_a_partition_fails_like_real_cgpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = reference_image(dir.path(), "f.img");
+    let (a, b) = (
+        ours(&["show", "-t", s(&img)]),
+        real(&["show", "-t", s(&img)]),
+    );
+    // Same message and exit code (our usage text is our own).
+    assert_eq!((a.rc, &a.stderr), (b.rc, &b.stderr));
+    assert_eq!(a.rc, 1);
+}

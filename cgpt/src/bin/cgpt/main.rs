@@ -178,7 +178,7 @@ fn cmd_show(mut p: lexopt::Parser) -> Result<ExitCode> {
     let target = drive(drv)?;
     o.partition = partition(o.partition, &target)?;
     if o.field.is_some() && o.partition.is_none() {
-        return Err(UsageError("a field option needs -i".into()).into());
+        return Err(UsageError("-i required when displaying a single item".into()).into());
     }
     let mut disk = open(&target.disk, false)?;
     let gpt = Gpt::read(&mut disk)?;
