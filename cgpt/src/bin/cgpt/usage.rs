@@ -117,7 +117,9 @@ Usage: cgpt next DRIVE
 Choose the USR partition to boot exactly as Flatcar's GRUB gptprio.next does:
 among USR partitions with tries > 0 or successful=1, the highest priority
 (> 0) wins, ties going to the lowest index; its tries drop by one. Prints the
-chosen partition's unique GUID (lower case). Fails when none is eligible.
+chosen partition's unique GUID (lower case). Fails when none is eligible,
+and, since the table is read with GRUB's own rules, wherever GRUB would fail
+to read it.
 
 ";
 
