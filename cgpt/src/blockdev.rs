@@ -15,6 +15,59 @@ mod ioctl {
         std::ffi::c_int
     );
     nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+    // BLKPG = _IO(0x12, 105), which takes a pointer despite its _IO number.
+    nix::ioctl_write_ptr_bad!(
+        blkpg,
+        nix::request_code_none!(0x12, 105),
+        super::BlkpgIoctlArg
+    );
+}
+
+/// `struct blkpg_partition` of <linux/blkpg.h>.
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: std::ffi::c_int,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// `struct blkpg_ioctl_arg` of <linux/blkpg.h>.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: std::ffi::c_int,
+    flags: std::ffi::c_int,
+    datalen: std::ffi::c_int,
+    data: *mut std::ffi::c_void,
+}
+
+/// BLKPG_RESIZE_PARTITION.
+const BLKPG_RESIZE_PARTITION: std::ffi::c_int = 3;
+
+/// Tells the kernel that partition `pno` of the whole-disk device `disk` now
+/// spans `length` bytes from `start` (what Flatcar's cgpt does before writing, so
+/// `extend-filesystems` sees the new size without a reboot).
+pub fn resize_partition(disk: &File, pno: u32, start: u64, length: u64) -> io::Result<()> {
+    let too_big = |_| io::Error::other("partition geometry does not fit the kernel's types");
+    let mut part = BlkpgPartition {
+        start: i64::try_from(start).map_err(too_big)?,
+        length: i64::try_from(length).map_err(too_big)?,
+        pno: std::ffi::c_int::try_from(pno).map_err(too_big)?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg {
+        op: BLKPG_RESIZE_PARTITION,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as std::ffi::c_int,
+        data: (&raw mut part).cast(),
+    };
+    // SAFETY: `arg` and the `part` it points to live across the call; the kernel
+    // only reads them.
+    #[allow(unsafe_code)]
+    unsafe { ioctl::blkpg(disk.as_raw_fd(), &arg) }.map_err(io::Error::from)?;
+    Ok(())
 }
 
 /// The logical sector size of a block device.

@@ -54,6 +54,16 @@ impl FileDisk {
         })
     }
 
+    /// The open file (for block-device ioctls).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Whether this is a block device rather than an image file.
+    pub fn is_block_device(&self) -> bool {
+        self.block_device
+    }
+
     /// The path this disk was opened from.
     pub fn path(&self) -> &Path {
         &self.path

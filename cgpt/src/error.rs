@@ -49,6 +49,12 @@ pub enum Error {
     LabelTooLong(String),
     #[error("refusing to write an invalid table: {0}")]
     BadChange(EntriesProblem),
+    #[error(transparent)]
+    Grub(#[from] crate::grub::GrubRefusal),
+    #[error(
+        "GRUB and cgpt read different entries from this disk; refusing to spend a try (run 'cgpt repair')"
+    )]
+    ReadersDisagree,
     #[error("read-back after writing found {0}")]
     VerifyFailed(String),
 }
@@ -71,6 +77,6 @@ pub enum EntriesProblem {
     Overlap { a: u32, b: u32 },
     #[error("partitions {a} and {b} share a unique GUID")]
     DuplicateGuid { a: u32, b: u32 },
-    #[error("no valid header to check against")]
+    #[error("its own header is invalid")]
     NoHeader,
 }

@@ -71,6 +71,15 @@ const FLATCAR_ALIASES: &[(&str, u128)] = &[
     ("coreos-root-raid", 0xBE9067B9_EA49_4F15_B4F6_F36F8C9E1818),
     ("flatcar-root-raid", 0xBE9067B9_EA49_4F15_B4F6_F36F8C9E1818),
     ("bios", 0x21686148_6449_6E6F_744E_656564454649),
+    ("linux-data", 0x0FC63DAF_8483_4772_8E79_3D69D8477DE4),
+    ("linux-swap", 0x0657FD6D_A4AB_43C4_84E5_0933C84B4F4F),
+    ("linux-boot", 0xBC13C2FF_59E6_4262_A352_B275FD6F7172),
+    ("linux-home", 0x933AC7E1_2EB4_4F13_B844_0E14E2AEF915),
+    ("linux-lvm", 0xE6D6D379_F507_44C2_A23C_238F2A3DF928),
+    ("linux-raid", 0xA19D880F_05FC_4D3B_A006_743F0F84911E),
+    ("linux-reserved", 0x8DA63339_0007_60C0_C436_083AC8230908),
+    ("mswin-data", 0xEBD0A0A2_B9E5_4433_87C0_68B6B72699C7),
+    ("chromeos-data", 0xEBD0A0A2_B9E5_4433_87C0_68B6B72699C7),
 ];
 
 /// Decodes a GUID from its 16 on-disk bytes (first three fields little-endian).

@@ -20,8 +20,10 @@ pub const ENTRY_SIZE: u32 = 128;
 /// Bytes of one entry array.
 pub const ENTRIES_BYTES: usize = (NUM_ENTRIES * ENTRY_SIZE) as usize;
 
-const SIGNATURE: &[u8; 8] = b"EFI PART";
-const CHROMEOS_SIGNATURE: &[u8; 8] = b"CHROMEOS";
+/// The standard header signature.
+pub const SIGNATURE: &[u8; 8] = b"EFI PART";
+/// vboot's alternative signature (`cgpt legacy`), which hides the GPT from UEFI.
+pub const CHROMEOS_SIGNATURE: &[u8; 8] = b"CHROMEOS";
 
 /// Which of the two GPT copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +197,16 @@ impl Header {
         h.finalize()
     }
 
+    /// CRC32 over exactly the 92 bytes of the header fields, CRC field zeroed:
+    /// what GRUB checks whatever the header size says.
+    pub fn crc_of_92(&self) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&self.raw[..16]);
+        h.update(&[0; 4]);
+        h.update(&self.raw[20..HEADER_SIZE as usize]);
+        h.finalize()
+    }
+
     /// Sets the entries CRC and recomputes the header CRC.
     pub fn set_entries_crc(&mut self, crc: u32) {
         self.raw[88..92].copy_from_slice(&crc.to_le_bytes());
@@ -214,6 +226,46 @@ impl Header {
         raw[24..32].copy_from_slice(&my.to_le_bytes());
         raw[32..40].copy_from_slice(&alt.to_le_bytes());
         raw[72..80].copy_from_slice(&geom.default_entries_lba(copy).to_le_bytes());
+        let mut h = Header { raw };
+        h.reseal();
+        h
+    }
+
+    /// Sets the alternate (other copy's header) LBA and reseals the CRC.
+    pub fn set_alternate_lba(&mut self, lba: u64) {
+        self.raw[32..40].copy_from_slice(&lba.to_le_bytes());
+        self.reseal();
+    }
+
+    /// Sets the last usable LBA and reseals the CRC (a disk that grew).
+    pub fn set_last_usable_lba(&mut self, lba: u64) {
+        self.raw[48..56].copy_from_slice(&lba.to_le_bytes());
+        self.reseal();
+    }
+
+    /// Sets the 8-byte signature and reseals the CRC (`cgpt legacy`).
+    pub fn set_signature(&mut self, sig: &[u8; 8]) {
+        self.raw[0..8].copy_from_slice(sig);
+        self.reseal();
+    }
+
+    /// A fresh primary header as `cgpt create` makes it: 128 entries of 128 bytes
+    /// from LBA `2 + padding`, usable space up to the secondary array.
+    pub fn new_primary(geom: &Geometry, disk_guid: &Uuid, padding: u64) -> Header {
+        let mut raw = vec![0u8; geom.sector_size as usize];
+        let es = geom.entries_sectors();
+        let entries_lba = 2 + padding;
+        raw[0..8].copy_from_slice(SIGNATURE);
+        raw[8..12].copy_from_slice(&REVISION.to_le_bytes());
+        raw[12..16].copy_from_slice(&HEADER_SIZE.to_le_bytes());
+        raw[24..32].copy_from_slice(&1u64.to_le_bytes());
+        raw[32..40].copy_from_slice(&geom.last_lba().to_le_bytes());
+        raw[40..48].copy_from_slice(&(entries_lba + es).to_le_bytes());
+        raw[48..56].copy_from_slice(&(geom.last_lba() - es - 1).to_le_bytes());
+        raw[56..72].copy_from_slice(&guid::to_disk(disk_guid));
+        raw[72..80].copy_from_slice(&entries_lba.to_le_bytes());
+        raw[80..84].copy_from_slice(&NUM_ENTRIES.to_le_bytes());
+        raw[84..88].copy_from_slice(&ENTRY_SIZE.to_le_bytes());
         let mut h = Header { raw };
         h.reseal();
         h

@@ -8,13 +8,17 @@
 
 pub mod attrs;
 pub mod blockdev;
+pub mod create;
 pub mod disk;
 pub mod entry;
 pub mod error;
+pub mod grub;
 pub mod guid;
 pub mod header;
 pub mod image;
 pub mod ops;
+pub mod pmbr;
+pub mod resize;
 pub mod slot;
 pub mod table;
 

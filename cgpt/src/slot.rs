@@ -8,6 +8,7 @@ use crate::attrs::Attributes;
 use crate::disk::Disk;
 use crate::entry::Entry;
 use crate::error::Error;
+use crate::grub;
 use crate::guid::USR_TYPE;
 use crate::ops;
 use crate::table::{Gpt, WriteMode};
@@ -174,12 +175,19 @@ pub fn read_slots<D: Disk>(disk: &mut D) -> Result<[SlotState; 2], Error> {
     Ok([slot_state(&gpt, Slot::A)?, slot_state(&gpt, Slot::B)?])
 }
 
-/// Boots like GRUB: picks the next USR partition and spends one try, repairing a
-/// bad copy when it must write (as GRUB does). Returns the chosen entry.
+/// Boots like GRUB: reads the table with GRUB's own rules (so a table GRUB
+/// refuses is refused here too), picks the next USR partition and spends one
+/// try. The write goes through the crash-safe writer, repairing a bad copy as
+/// GRUB would; it is refused if vboot's rules see different entries than
+/// GRUB's (we never write a table we would read differently from GRUB).
 pub fn boot_next<D: Disk>(disk: &mut D) -> Result<Entry, Error> {
-    let mut gpt = Gpt::read(disk)?;
-    let choice = ops::choose_next(&gpt.entries())?;
+    let view = grub::read(disk)?;
+    let choice = ops::choose_next(&view.used_entries())?;
     if let Some(a) = choice.new_attrs {
+        let mut gpt = Gpt::read(disk)?;
+        if gpt.original != view.entries {
+            return Err(Error::ReadersDisagree);
+        }
         gpt.set_attributes(choice.entry.index, a)?;
         gpt.write(disk, WriteMode::Repair)?;
     }

@@ -76,14 +76,16 @@ pub enum WriteMode {
 /// A GPT as read from a disk, with a working copy of the entries to modify.
 #[derive(Debug, Clone)]
 pub struct Gpt {
-    geom: Geometry,
-    primary: Header,
-    secondary: Header,
-    health: Health,
+    pub(crate) geom: Geometry,
+    pub(crate) primary: Header,
+    pub(crate) secondary: Header,
+    pub(crate) health: Health,
     /// The entries as read from the valid copy.
-    original: Vec<u8>,
+    pub(crate) original: Vec<u8>,
     /// The entries with pending changes.
-    working: Vec<u8>,
+    pub(crate) working: Vec<u8>,
+    /// Both arrays as read, valid or not (what `show -d` prints).
+    pub(crate) raw_entries: [Vec<u8>; 2],
 }
 
 /// vboot's `CheckEntries`: the CRC, every used entry inside the usable range, no
@@ -100,7 +102,7 @@ fn check_entries(entries: &[u8], hdr: &Header) -> Result<(), EntriesProblem> {
 }
 
 /// The structural half of `CheckEntries` (everything but the CRC).
-fn check_layout(entries: &[u8], hdr: &Header) -> Result<(), EntriesProblem> {
+pub(crate) fn check_layout(entries: &[u8], hdr: &Header) -> Result<(), EntriesProblem> {
     let used: Vec<Entry> = parse_entries(entries)
         .into_iter()
         .filter(Entry::is_used)
@@ -136,7 +138,8 @@ fn check_layout(entries: &[u8], hdr: &Header) -> Result<(), EntriesProblem> {
     Ok(())
 }
 
-fn parse_entries(entries: &[u8]) -> Vec<Entry> {
+/// Decodes an entry array into its 128-byte entries, used or not, numbered from 1.
+pub fn parse_entries(entries: &[u8]) -> Vec<Entry> {
     entries
         .chunks_exact(ENTRY_SIZE as usize)
         .zip(1..)
@@ -144,7 +147,7 @@ fn parse_entries(entries: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
-fn read_sectors<D: Disk>(
+pub(crate) fn read_sectors<D: Disk>(
     disk: &mut D,
     geom: &Geometry,
     lba: u64,
@@ -160,7 +163,7 @@ fn read_sectors<D: Disk>(
     Ok(buf)
 }
 
-fn probe_sector_size<D: Disk>(disk: &mut D, len: u64) -> Result<u64, Error> {
+pub(crate) fn probe_sector_size<D: Disk>(disk: &mut D, len: u64) -> Result<u64, Error> {
     if let Some(ss) = disk
         .sector_size()
         .map_err(Error::io("querying the sector size"))?
@@ -183,6 +186,55 @@ fn probe_sector_size<D: Disk>(disk: &mut D, len: u64) -> Result<u64, Error> {
         }
     }
     Ok(PROBE_SECTOR_SIZES[0])
+}
+
+/// vboot's GptValidityCheck (R106) once the headers are judged: a copy's
+/// entries count only if its own header is valid, and both arrays are judged
+/// against the primary header when it is valid (so two valid copies with
+/// different entries cannot both pass); if both headers are valid but neither
+/// array matches, the secondary header is tried and the primary header is
+/// blamed. Both valid but not the same table: the primary wins.
+fn judge_entries(
+    health: &mut Health,
+    [primary, secondary]: [&Header; 2],
+    [p_ent, s_ent]: [&[u8]; 2],
+) -> Result<(), Error> {
+    let (ph_ok, sh_ok) = (
+        health.primary_header.is_none(),
+        health.secondary_header.is_none(),
+    );
+    let good_hdr = if ph_ok { primary } else { secondary };
+    let judge = |ok: bool, ents: &[u8]| {
+        if ok {
+            check_entries(ents, good_hdr).err()
+        } else {
+            Some(EntriesProblem::NoHeader)
+        }
+    };
+    health.primary_entries = judge(ph_ok, p_ent);
+    health.secondary_entries = judge(sh_ok, s_ent);
+    if ph_ok && sh_ok && health.primary_entries.is_some() && health.secondary_entries.is_some() {
+        let p = check_entries(p_ent, secondary).err();
+        let s = check_entries(s_ent, secondary).err();
+        if p.is_none() || s.is_none() {
+            health.primary_header = Some(HeaderProblem::EntriesCrcMismatch);
+            health.primary_entries = p;
+            health.secondary_entries = s;
+        }
+    }
+    if let (Some(p), Some(s)) = (&health.primary_entries, &health.secondary_entries) {
+        return Err(Error::InvalidEntries {
+            primary: p.clone(),
+            secondary: s.clone(),
+        });
+    }
+    if health.primary_header.is_none()
+        && health.secondary_header.is_none()
+        && !primary.same_shared_fields(secondary)
+    {
+        health.secondary_header = Some(HeaderProblem::Mismatch);
+    }
+    Ok(())
 }
 
 impl Gpt {
@@ -235,39 +287,11 @@ impl Gpt {
         let s_lba = geom.default_entries_lba(Which::Secondary);
         let s_ent = read_sectors(disk, &geom, s_lba, ENTRIES_BYTES, "the secondary entries")?;
 
-        // vboot's GptValidityCheck: entries are judged against the primary header if it
-        // is valid; if both headers are valid but neither array matches, the secondary
-        // header is tried and the primary header is blamed.
-        let good_hdr = if ph_ok { &primary } else { &secondary };
-        health.primary_entries = check_entries(&p_ent, good_hdr).err();
-        health.secondary_entries = check_entries(&s_ent, good_hdr).err();
-        if ph_ok && sh_ok && health.primary_entries.is_some() && health.secondary_entries.is_some()
-        {
-            let p = check_entries(&p_ent, &secondary).err();
-            let s = check_entries(&s_ent, &secondary).err();
-            if p.is_none() || s.is_none() {
-                health.primary_header = Some(HeaderProblem::EntriesCrcMismatch);
-                health.primary_entries = p;
-                health.secondary_entries = s;
-            }
-        }
-        if let (Some(p), Some(s)) = (&health.primary_entries, &health.secondary_entries) {
-            return Err(Error::InvalidEntries {
-                primary: p.clone(),
-                secondary: s.clone(),
-            });
-        }
-        // Both valid but not the same table: the primary wins.
-        if health.primary_header.is_none()
-            && health.secondary_header.is_none()
-            && !primary.same_shared_fields(&secondary)
-        {
-            health.secondary_header = Some(HeaderProblem::Mismatch);
-        }
+        judge_entries(&mut health, [&primary, &secondary], [&p_ent, &s_ent])?;
         let original = if health.primary_entries.is_none() {
-            p_ent
+            p_ent.clone()
         } else {
-            s_ent
+            s_ent.clone()
         };
         debug!(%health, sector_size, "read GPT");
         Ok(Gpt {
@@ -277,6 +301,11 @@ impl Gpt {
             health,
             working: original.clone(),
             original,
+            // vboot does not read the array of a copy whose header failed.
+            raw_entries: [
+                if ph_ok { p_ent } else { vec![0; ENTRIES_BYTES] },
+                if sh_ok { s_ent } else { vec![0; ENTRIES_BYTES] },
+            ],
         })
     }
 
@@ -304,6 +333,14 @@ impl Gpt {
         match which {
             Which::Primary => &self.primary,
             Which::Secondary => &self.secondary,
+        }
+    }
+
+    /// A copy's entry array as read, whether valid or not.
+    pub fn raw_entries(&self, which: Which) -> &[u8] {
+        match which {
+            Which::Primary => &self.raw_entries[0],
+            Which::Secondary => &self.raw_entries[1],
         }
     }
 
@@ -414,26 +451,32 @@ impl Gpt {
         let crc = crc32fast::hash(&self.working);
         let p_hdr = self.next_header(Which::Primary, crc);
         let s_hdr = self.next_header(Which::Secondary, crc);
-        let ss = self.geom.sector_size;
-        let at = |lba: u64| lba * ss;
-        let ctx = |what: &str| Error::io(format!("writing {what}"));
-        disk.write_at(at(p_hdr.entries_lba()), &self.working)
-            .map_err(ctx("the primary entries"))?;
-        disk.sync().map_err(ctx("the primary entries (sync)"))?;
-        disk.write_at(at(1), p_hdr.as_bytes())
-            .map_err(ctx("the primary header"))?;
-        disk.sync().map_err(ctx("the primary header (sync)"))?;
-        disk.write_at(at(s_hdr.entries_lba()), &self.working)
-            .map_err(ctx("the secondary entries"))?;
-        disk.write_at(at(self.geom.last_lba()), s_hdr.as_bytes())
-            .map_err(ctx("the secondary header"))?;
-        disk.sync().map_err(ctx("the secondary copy (sync)"))?;
+        write_groups(
+            disk,
+            self.geom.sector_size,
+            &[
+                &[Region::new(
+                    p_hdr.entries_lba(),
+                    &self.working,
+                    "the primary entries",
+                )],
+                &[Region::new(1, p_hdr.as_bytes(), "the primary header")],
+                &[
+                    Region::new(s_hdr.entries_lba(), &self.working, "the secondary entries"),
+                    Region::new(
+                        self.geom.last_lba(),
+                        s_hdr.as_bytes(),
+                        "the secondary header",
+                    ),
+                ],
+            ],
+        )?;
         self.verify_written(disk)?;
         info!(entries_crc = format_args!("{crc:#010x}"), "GPT written");
         Ok(true)
     }
 
-    fn verify_written<D: Disk>(&self, disk: &mut D) -> Result<(), Error> {
+    pub(crate) fn verify_written<D: Disk>(&self, disk: &mut D) -> Result<(), Error> {
         let back = Gpt::read(disk)?;
         if !back.health.is_clean() {
             return Err(Error::VerifyFailed(back.health.to_string()));
@@ -474,4 +517,38 @@ impl Gpt {
         info!(?done, "GPT repaired");
         Ok(done)
     }
+}
+
+/// One region of a table write: the bytes and the LBA they go to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Region<'a> {
+    lba: u64,
+    bytes: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Region<'a> {
+    pub(crate) fn new(lba: u64, bytes: &'a [u8], what: &'static str) -> Self {
+        Region { lba, bytes, what }
+    }
+}
+
+/// Writes each group of regions, then a barrier: a later group never reaches the
+/// disk before an earlier one, which is what every crash-safety argument relies on.
+pub(crate) fn write_groups<D: Disk>(
+    disk: &mut D,
+    sector_size: u64,
+    groups: &[&[Region<'_>]],
+) -> Result<(), Error> {
+    for group in groups {
+        for r in *group {
+            let offset = r.lba.checked_mul(sector_size).ok_or(Error::TooSmall(0))?;
+            disk.write_at(offset, r.bytes)
+                .map_err(Error::io(format!("writing {}", r.what)))?;
+        }
+        let what = group.last().map_or("nothing", |r| r.what);
+        disk.sync()
+            .map_err(Error::io(format!("writing {what} (sync)")))?;
+    }
+    Ok(())
 }

@@ -1,9 +1,11 @@
 //! `cgpt`: command-line compatible with vboot's and Flatcar's cgpt for what
-//! Flatcar's scripts and admins use (`show add prioritize next find repair`).
+//! Flatcar's scripts and admins use (`create add boot show repair find
+//! prioritize legacy next resize`).
 //!
 //! Exit codes are 0 and 1, as in cgpt; unlike cgpt, every failure exits 1
 //! (cgpt returns 0 from a refused `prioritize` and a failed `repair`).
 
+mod admin;
 mod args;
 mod show;
 mod usage;
@@ -21,7 +23,18 @@ use lexopt::prelude::*;
 
 use args::{UsageError, num_in};
 
-const COMMANDS: [&str; 6] = ["add", "show", "repair", "find", "prioritize", "next"];
+const COMMANDS: [&str; 10] = [
+    "create",
+    "add",
+    "boot",
+    "show",
+    "repair",
+    "find",
+    "prioritize",
+    "legacy",
+    "next",
+    "resize",
+];
 
 fn main() -> ExitCode {
     tracing_init();
@@ -51,6 +64,10 @@ fn main() -> ExitCode {
         "repair" => cmd_repair(parser),
         "find" => cmd_find(parser),
         "prioritize" => cmd_prioritize(parser),
+        "create" => admin::cmd_create(parser),
+        "boot" => admin::cmd_boot(parser),
+        "legacy" => admin::cmd_legacy(parser),
+        "resize" => admin::cmd_resize(parser),
         _ => cmd_next(parser),
     };
     match result {
@@ -83,6 +100,10 @@ fn usage_of(cmd: &str) -> String {
         "repair" => usage::REPAIR.into(),
         "find" => usage::FIND.into(),
         "prioritize" => usage::PRIORITIZE.into(),
+        "create" => usage::CREATE.into(),
+        "boot" => usage::BOOT.into(),
+        "legacy" => usage::LEGACY.into(),
+        "resize" => usage::RESIZE.into(),
         _ => usage::NEXT.into(),
     }
 }
@@ -142,7 +163,7 @@ fn cmd_show(mut p: lexopt::Parser) -> Result<ExitCode> {
             Short('n') => o.numeric = true,
             Short('v') => o.verbose = true,
             Short('q') => o.quick = true,
-            Short('d') => {}
+            Short('d') => o.debug = true,
             Short('i') => {
                 o.partition = Some(num_in('i', p.value()?, 0, u64::from(u32::MAX))? as u32)
             }
@@ -157,12 +178,13 @@ fn cmd_show(mut p: lexopt::Parser) -> Result<ExitCode> {
     let target = drive(drv)?;
     o.partition = partition(o.partition, &target)?;
     if o.field.is_some() && o.partition.is_none() {
-        return Err(UsageError("a field option needs -i".into()).into());
+        return Err(UsageError("-i required when displaying a single item".into()).into());
     }
     let mut disk = open(&target.disk, false)?;
     let gpt = Gpt::read(&mut disk)?;
     warn_health(&gpt);
-    print!("{}", show::render(&gpt, &o)?);
+    let pmbr = admin::read_pmbr(&mut disk)?;
+    print!("{}", show::render(&gpt, &pmbr, &o)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -383,12 +405,7 @@ fn cmd_find(mut p: lexopt::Parser) -> Result<ExitCode> {
             println!("{name}{sep}{}", e.index);
         }
         if verbose {
-            let mut o = show::ShowOpts {
-                partition: Some(e.index),
-                ..Default::default()
-            };
-            o.numeric = false;
-            print!("{}", show::render(&gpt, &o)?);
+            print!("{}", show::entry_text(e, false));
         }
     }
     let ok = if one {

@@ -5,12 +5,16 @@ Usage: cgpt COMMAND [OPTIONS] DRIVE
 
 Supported COMMANDs:
 
+    create           Create or reset GPT headers and tables
     add              Add, edit or remove a partition entry
+    boot             Edit the PMBR sector for legacy BIOSes
     show             Show partition table and entries
     repair           Repair damaged GPT headers and tables
     find             Locate a partition by its GUID
     prioritize       Reorder the priority of all USR (or kernel) partitions
+    legacy           Switch between GPT and Legacy GPT
     next             Choose the next USR partition to boot, as GRUB's gptprio.next
+    resize           Grow a partition into free space (after the disk grew)
 
 DRIVE is a disk image, a whole-disk device, or a partition device such as
 /dev/sda4 (meaning the disk /dev/sda with -i 4).
@@ -46,6 +50,10 @@ The -b, -s, and -t options must be given for new partitions.
 The partition type may also be given as one of these aliases:
 
 {}    coreos-usr  Flatcar/CoreOS USR (also flatcar-usr, coreos-rootfs)
+
+Flatcar's aliases are accepted too: coreos-resize, coreos-reserved,
+coreos-root-raid (and flatcar-*), bios, linux-data, linux-swap, linux-boot,
+linux-home, linux-lvm, linux-raid, linux-reserved, mswin-data, chromeos-data.
 
 ",
         cgpt::guid::alias_help()
@@ -109,7 +117,9 @@ Usage: cgpt next DRIVE
 Choose the USR partition to boot exactly as Flatcar's GRUB gptprio.next does:
 among USR partitions with tries > 0 or successful=1, the highest priority
 (> 0) wins, ties going to the lowest index; its tries drop by one. Prints the
-chosen partition's unique GUID (lower case). Fails when none is eligible.
+chosen partition's unique GUID (lower case). Fails when none is eligible,
+and, since the table is read with GRUB's own rules, wherever GRUB would fail
+to read it.
 
 ";
 
@@ -125,5 +135,56 @@ Options:
   -n           Print only the partition number
   -1           Fail unless there is exactly one match
   -v           Be verbose
+
+";
+
+pub const CREATE: &str = "
+Usage: cgpt create [OPTIONS] DRIVE
+
+Create or reset an empty GPT.
+
+Options:
+  -z           Zero the sectors of the GPT table and entries
+  -p NUM       Size (in blocks) of the disk to pad between the
+                 primary GPT header and its entries, default 0
+
+";
+
+pub const BOOT: &str = "
+Usage: cgpt boot [OPTIONS] DRIVE
+
+Edit the PMBR sector for legacy BIOSes
+
+Options:
+  -i NUM       Set bootable partition
+  -b FILE      Install bootloader code in the PMBR
+  -p           Create legacy PMBR partition table
+
+With no options, it will just print the PMBR boot guid
+
+";
+
+pub const LEGACY: &str = "
+Usage: cgpt legacy [OPTIONS] DRIVE
+
+Switch GPT header signature to \"CHROMEOS\".
+
+Options:
+  -e           Switch GPT header signature back to \"EFI PART\"
+  -p           Switch primary GPT header signature to \"IGNOREME\"
+
+";
+
+pub const RESIZE: &str = "
+Usage: cgpt resize [OPTIONS] PARTITION
+
+Resize the given partition if it has free space to grow into, moving the
+backup GPT to the end of a grown disk first. The default minimum size to
+grow by is 2MB. PARTITION is a partition device (/dev/sda9); for a disk
+image give the image and -i NUM.
+
+Options:
+  -m NUM       Do nothing unless partition can grow by NUM bytes
+  -i NUM       Partition number (for disk images)
 
 ";
