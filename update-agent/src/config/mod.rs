@@ -6,6 +6,7 @@
 //! laid out like a Flatcar node.
 
 pub mod flatcar;
+pub mod health;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
