@@ -409,16 +409,37 @@ pub fn failure_event(code: EventErrorCode) -> omaha::Event {
     }
 }
 
-/// The transition function.
-pub fn step(state: &State, event: Event) -> Result<(State, Vec<Effect>), TransitionError> {
-    use Effect as F;
-    use Event as E;
-    use State as S;
+/// A transition: the next state and the effects, in order.
+type Transition = (State, Vec<Effect>);
+
+/// The transition function: the check, the install and the way back to
+/// IDLE, each in its own table below.
+pub fn step(state: &State, event: Event) -> Result<Transition, TransitionError> {
     let invalid = TransitionError {
         from: state.operation(),
         event: event.name(),
     };
-    let next = match (state, event) {
+    match event {
+        Event::DownloadProgress { .. }
+        | Event::DownloadComplete
+        | Event::Verified
+        | Event::InstallComplete => install_step(state, event),
+        Event::CheckRequested { .. } | Event::NoUpdate | Event::UpdateFound { .. } => {
+            check_step(state, event)
+        }
+        Event::Failed { .. } | Event::ErrorEventSent | Event::ResetStatus => {
+            return_step(state, event)
+        }
+    }
+    .ok_or(invalid)
+}
+
+/// Asking the server.
+fn check_step(state: &State, event: Event) -> Option<Transition> {
+    use Effect as F;
+    use Event as E;
+    use State as S;
+    Some(match (state, event) {
         (S::Idle, E::CheckRequested { interactive }) => (
             S::CheckingForUpdate { interactive },
             vec![F::NotifyStatus, F::PostUpdateCheck { interactive }],
@@ -437,6 +458,16 @@ pub fn step(state: &State, event: Event) -> Result<(State, Vec<Effect>), Transit
                 F::StartInstall,
             ],
         ),
+        _ => return None,
+    })
+}
+
+/// Download, verification, the commit.
+fn install_step(state: &State, event: Event) -> Option<Transition> {
+    use Effect as F;
+    use Event as E;
+    use State as S;
+    Some(match (state, event) {
         (S::UpdateAvailable { target }, E::DownloadProgress { bytes }) => (
             S::Downloading {
                 target: target.clone(),
@@ -446,18 +477,15 @@ pub fn step(state: &State, event: Event) -> Result<(State, Vec<Effect>), Transit
         ),
         (S::Downloading { target, bytes: old }, E::DownloadProgress { bytes }) => {
             let bytes = bytes.max(*old);
+            // StatusUpdate once per whole percent, as update_engine.
             let crossed = percent(bytes, target.size) > percent(*old, target.size);
-            (
-                S::Downloading {
-                    target: target.clone(),
-                    bytes,
-                },
-                if crossed {
-                    vec![F::NotifyStatus]
-                } else {
-                    vec![]
-                },
-            )
+            let effects = if crossed {
+                vec![F::NotifyStatus]
+            } else {
+                vec![]
+            };
+            let target = target.clone();
+            (S::Downloading { target, bytes }, effects)
         }
         (S::UpdateAvailable { target } | S::Downloading { target, .. }, E::DownloadComplete) => (
             S::Verifying {
@@ -485,6 +513,16 @@ pub fn step(state: &State, event: Event) -> Result<(State, Vec<Effect>), Transit
                 F::ScheduleCheck,
             ],
         ),
+        _ => return None,
+    })
+}
+
+/// Failures, their report, and ResetStatus.
+fn return_step(state: &State, event: Event) -> Option<Transition> {
+    use Effect as F;
+    use Event as E;
+    use State as S;
+    Some(match (state, event) {
         (
             S::CheckingForUpdate { .. }
             | S::UpdateAvailable { .. }
@@ -509,9 +547,8 @@ pub fn step(state: &State, event: Event) -> Result<(State, Vec<Effect>), Transit
                 F::ScheduleCheck,
             ],
         ),
-        _ => return Err(invalid),
-    };
-    Ok(next)
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

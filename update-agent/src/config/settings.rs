@@ -15,7 +15,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-
 use super::Root;
 use super::health::HealthConfig;
 use crate::fsutil;

@@ -273,84 +273,37 @@ pub async fn run<R: Reporter>(
     cfg: &HealthConfig,
     reporter: &R,
 ) -> Result<Outcome, HealthError> {
-    let disk_path = env.disk.clone();
-    let open = || {
-        FileDisk::open_rw(&disk_path).map_err(|source| HealthError::Open {
-            path: disk_path.clone(),
-            source,
-        })
-    };
-    let state_dir = env.root.join(&env.state_dir);
-    let prefs = Prefs::new(state_dir.join("prefs"));
-    let deny = DenyList::in_dir(&state_dir);
-    let [a, b] = cgpt::slot::read_slots(&mut open()?)?;
+    let gate = Gate::new(env);
+    let [a, b] = cgpt::slot::read_slots(&mut gate.open()?)?;
     let (booted, other) = if env.booted == Slot::A {
         (a, b)
     } else {
         (b, a)
     };
-
     match decide::start(&booted, &other) {
         Start::AlreadyGood => {
             info!(slot = %env.booted, "booted slot is already good; nothing to do");
             write_steady(&env.root, &env.version)?;
             return Ok(Outcome::AlreadyGood);
         }
-        Start::RolledBack { failed } => {
-            let version = offered_version(&prefs);
-            warn!(%failed, version = ?version, "the new slot never passed its health gate; GRUB fell back");
-            cgpt::slot::mark_bad(&mut open()?, failed)?;
-            if let Some(v) = &version {
-                let reason = format!("rolled back: {failed} never passed its health gate");
-                deny.add(v, &reason, crate::fsutil::unix_now())?;
-            }
-            write_steady(&env.root, &env.version)?;
-            return Ok(Outcome::RolledBack {
-                failed,
-                denied: version,
-            });
-        }
+        Start::RolledBack { failed } => return gate.rolled_back(failed),
         Start::OnTrial => {
             info!(slot = %env.booted, version = %env.version, "booted slot is on trial; running the health gate")
         }
     }
-
     let failures = evaluate(env, cfg).await;
     match decide::verdict(&failures, &other) {
         Verdict::Bless => {
-            cgpt::slot::mark_good(&mut open()?, env.booted)?;
+            cgpt::slot::mark_good(&mut gate.open()?, env.booted)?;
             info!(slot = %env.booted, "health gate passed; slot marked good");
-            report_success(reporter, &prefs, &env.version).await;
+            report_success(reporter, &gate.prefs, &env.version).await;
             write_steady(&env.root, &env.version)?;
             Ok(Outcome::Blessed)
         }
-        Verdict::FallBack { to } => {
-            error!(slot = %env.booted, ?failures, "health gate failed; falling back to {to}");
-            let mut disk = open()?;
-            cgpt::slot::mark_bad(&mut disk, env.booted)?;
-            // The other slot holds a verified image (successful=1): make it the next boot.
-            cgpt::slot::mark_good(&mut disk, to)?;
-            drop(disk);
-            deny.add(
-                &env.version,
-                &format!("health check failed: {}", failures.join("; ")),
-                crate::fsutil::unix_now(),
-            )?;
-            report(reporter, omaha::Event::rollback()).await;
-            // The fallback is reported now; the old slot must not report it again.
-            prefs
-                .set(prefs::PREVIOUS_VERSION, "")
-                .map_err(io_err("clearing previous-version"))?;
-            let reboot = reboot(env, cfg, &state_dir);
-            Ok(Outcome::FellBack {
-                to,
-                failures,
-                reboot,
-            })
-        }
+        Verdict::FallBack { to } => gate.fall_back(cfg, reporter, to, failures).await,
         Verdict::NoFallback => {
             error!(slot = %env.booted, ?failures, "health gate failed, but the other slot holds no verified image; keeping this slot bootable");
-            cgpt::slot::mark_good(&mut open()?, env.booted)?;
+            cgpt::slot::mark_good(&mut gate.open()?, env.booted)?;
             let event = omaha::Event::failure(
                 omaha::ErrorCode::NewRootfsVerificationError,
                 omaha::ErrorFlags::NONE,
@@ -358,6 +311,82 @@ pub async fn run<R: Reporter>(
             report(reporter, event).await;
             Ok(Outcome::NoFallback { failures })
         }
+    }
+}
+
+/// What the gate's verdicts act on.
+struct Gate<'a> {
+    env: &'a GateEnv,
+    state_dir: PathBuf,
+    prefs: Prefs,
+    deny: DenyList,
+}
+
+impl<'a> Gate<'a> {
+    fn new(env: &'a GateEnv) -> Self {
+        let state_dir = env.root.join(&env.state_dir);
+        Self {
+            env,
+            prefs: Prefs::new(state_dir.join("prefs")),
+            deny: DenyList::in_dir(&state_dir),
+            state_dir,
+        }
+    }
+
+    fn open(&self) -> Result<FileDisk, HealthError> {
+        FileDisk::open_rw(&self.env.disk).map_err(|source| HealthError::Open {
+            path: self.env.disk.clone(),
+            source,
+        })
+    }
+
+    /// GRUB fell back from `failed` before its gate ran: mark it bad and
+    /// deny the version it held.
+    fn rolled_back(&self, failed: Slot) -> Result<Outcome, HealthError> {
+        let version = offered_version(&self.prefs);
+        warn!(%failed, version = ?version, "the new slot never passed its health gate; GRUB fell back");
+        cgpt::slot::mark_bad(&mut self.open()?, failed)?;
+        if let Some(v) = &version {
+            let reason = format!("rolled back: {failed} never passed its health gate");
+            self.deny.add(v, &reason, crate::fsutil::unix_now())?;
+        }
+        write_steady(&self.env.root, &self.env.version)?;
+        Ok(Outcome::RolledBack {
+            failed,
+            denied: version,
+        })
+    }
+
+    /// The gate failed and `to` holds a verified image: boot it next,
+    /// deny this version, report, reboot.
+    async fn fall_back<R: Reporter>(
+        &self,
+        cfg: &HealthConfig,
+        reporter: &R,
+        to: Slot,
+        failures: Vec<String>,
+    ) -> Result<Outcome, HealthError> {
+        let env = self.env;
+        error!(slot = %env.booted, ?failures, "health gate failed; falling back to {to}");
+        let mut disk = self.open()?;
+        cgpt::slot::mark_bad(&mut disk, env.booted)?;
+        // The other slot holds a verified image (successful=1): make it the next boot.
+        cgpt::slot::mark_good(&mut disk, to)?;
+        drop(disk);
+        let reason = format!("health check failed: {}", failures.join("; "));
+        self.deny
+            .add(&env.version, &reason, crate::fsutil::unix_now())?;
+        report(reporter, omaha::Event::rollback()).await;
+        // The fallback is reported now; the old slot must not report it again.
+        self.prefs
+            .set(prefs::PREVIOUS_VERSION, "")
+            .map_err(io_err("clearing previous-version"))?;
+        let reboot = reboot(env, cfg, &self.state_dir);
+        Ok(Outcome::FellBack {
+            to,
+            failures,
+            reboot,
+        })
     }
 }
 

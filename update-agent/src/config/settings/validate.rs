@@ -12,94 +12,92 @@ use crate::schedule::ScheduleConfig;
 /// Applies defaults and validates.
 pub(super) fn settings(f: Fragment) -> Result<Settings, SettingsError> {
     let schedule = schedule(f.schedule)?;
-    let reboot_command = match f.install.reboot_command {
-        Some(cmd) if cmd.is_empty() || cmd[0].is_empty() => {
-            return Err(SettingsError::Invalid {
-                field: "install.reboot_command",
-                reason: "must name a program".into(),
-            });
-        }
-        other => other,
-    };
+    let (i, dl) = (f.install, f.download);
+    let reboot_command = command("install.reboot_command", i.reboot_command)?;
     let health = health_config(f.health, reboot_command.as_ref())?;
+    let booted_slot = i
+        .booted_slot
+        .map(|s| {
+            s.parse::<cgpt::Slot>()
+                .map_err(|reason| SettingsError::Invalid {
+                    field: "install.booted_slot",
+                    reason,
+                })
+        })
+        .transpose()?;
+    let flatcar_payload_key = match i.flatcar_payload_key {
+        Some(p) if p.as_os_str().is_empty() => None,
+        p => Some(path_or(
+            "install.flatcar_payload_key",
+            p,
+            Settings::DEFAULT_FLATCAR_PAYLOAD_KEY,
+        )?),
+    };
+    let timeout =
+        |field, v: Option<u64>, default| nonzero(field, secs(v, Duration::from_secs(default)));
     Ok(Settings {
         health,
-        ca_bundle: f
-            .omaha
-            .ca_bundle
-            .map(|p| absolute("omaha.ca_bundle", p))
-            .transpose()?,
-        connect_timeout: nonzero(
+        ca_bundle: opt_path("omaha.ca_bundle", f.omaha.ca_bundle)?,
+        connect_timeout: timeout(
             "omaha.connect_timeout_secs",
-            secs(f.omaha.connect_timeout_secs, Duration::from_secs(30)),
+            f.omaha.connect_timeout_secs,
+            30,
         )?,
-        request_timeout: nonzero(
+        request_timeout: timeout(
             "omaha.request_timeout_secs",
-            secs(f.omaha.request_timeout_secs, Duration::from_secs(120)),
+            f.omaha.request_timeout_secs,
+            120,
         )?,
         schedule,
-        bandwidth_limit: f.download.bandwidth_limit.filter(|&b| b > 0),
-        download_retries: f.download.retries.unwrap_or(20),
-        download_retry_delay: Duration::from_millis(f.download.retry_delay_ms.unwrap_or(20_000)),
-        low_speed_limit: f.download.low_speed_limit.unwrap_or(10),
-        low_speed_time: nonzero(
-            "download.low_speed_time_secs",
-            secs(f.download.low_speed_time_secs, Duration::from_secs(90)),
-        )?,
-        booted_slot: f
-            .install
-            .booted_slot
-            .map(|s| {
-                s.parse::<cgpt::Slot>()
-                    .map_err(|reason| SettingsError::Invalid {
-                        field: "install.booted_slot",
-                        reason,
-                    })
-            })
-            .transpose()?,
-        slot_device: f
-            .install
-            .slot_device
-            .map(|p| absolute("install.slot_device", p))
-            .transpose()?,
-        kernel_dir: absolute(
+        bandwidth_limit: dl.bandwidth_limit.filter(|&b| b > 0),
+        download_retries: dl.retries.unwrap_or(20),
+        download_retry_delay: Duration::from_millis(dl.retry_delay_ms.unwrap_or(20_000)),
+        low_speed_limit: dl.low_speed_limit.unwrap_or(10),
+        low_speed_time: timeout("download.low_speed_time_secs", dl.low_speed_time_secs, 90)?,
+        booted_slot,
+        slot_device: opt_path("install.slot_device", i.slot_device)?,
+        kernel_dir: path_or(
             "install.kernel_dir",
-            f.install
-                .kernel_dir
-                .unwrap_or_else(|| Settings::DEFAULT_KERNEL_DIR.into()),
+            i.kernel_dir,
+            Settings::DEFAULT_KERNEL_DIR,
         )?,
-        trusted_keys_dir: absolute(
+        trusted_keys_dir: path_or(
             "install.trusted_keys_dir",
-            f.install
-                .trusted_keys_dir
-                .unwrap_or_else(|| Settings::DEFAULT_TRUSTED_KEYS_DIR.into()),
+            i.trusted_keys_dir,
+            Settings::DEFAULT_TRUSTED_KEYS_DIR,
         )?,
-        flatcar_payload_key: match f.install.flatcar_payload_key {
-            Some(p) if p.as_os_str().is_empty() => None,
-            p => Some(absolute(
-                "install.flatcar_payload_key",
-                p.unwrap_or_else(|| Settings::DEFAULT_FLATCAR_PAYLOAD_KEY.into()),
-            )?),
-        },
-        allow_downgrade: f.install.allow_downgrade.unwrap_or(false),
+        flatcar_payload_key,
+        allow_downgrade: i.allow_downgrade.unwrap_or(false),
         reboot_command,
-        mount_command: command("install.mount_command", f.install.mount_command)?
+        mount_command: command("install.mount_command", i.mount_command)?
             .unwrap_or_else(|| vec!["mount".into()]),
-        umount_command: command("install.umount_command", f.install.umount_command)?
+        umount_command: command("install.umount_command", i.umount_command)?
             .unwrap_or_else(|| vec!["umount".into()]),
-        state_dir: absolute(
+        state_dir: path_or(
             "state.state_dir",
-            f.state
-                .state_dir
-                .unwrap_or_else(|| Settings::DEFAULT_STATE_DIR.into()),
+            f.state.state_dir,
+            Settings::DEFAULT_STATE_DIR,
         )?,
-        reboot_marker: absolute(
+        reboot_marker: path_or(
             "state.reboot_marker",
-            f.state
-                .reboot_marker
-                .unwrap_or_else(|| Settings::DEFAULT_REBOOT_MARKER.into()),
+            f.state.reboot_marker,
+            Settings::DEFAULT_REBOOT_MARKER,
         )?,
     })
+}
+
+/// An absolute path, or `default`.
+fn path_or(
+    field: &'static str,
+    p: Option<PathBuf>,
+    default: &str,
+) -> Result<PathBuf, SettingsError> {
+    absolute(field, p.unwrap_or_else(|| default.into()))
+}
+
+/// An optional absolute path.
+fn opt_path(field: &'static str, p: Option<PathBuf>) -> Result<Option<PathBuf>, SettingsError> {
+    p.map(|p| absolute(field, p)).transpose()
 }
 
 /// `[schedule]`.
