@@ -25,123 +25,10 @@ use zbus::proxy::CacheProperties;
 /// update_engine_client polls every 5 s during `-update`.
 const POLL: Duration = Duration::from_secs(5);
 
-const USAGE: &str = "\
-update_engine_client: talks to the update engine over D-Bus (com.coreos.update1).
+#[path = "update_engine_client/args.rs"]
+mod args;
 
-Flatcar's flags (one dash or two; only the first action given runs):
-  -reset_status       Forget an update waiting for reboot; the next boot stays
-                      on the current slot.
-  -status             Print the status as five KEY=VALUE lines.
-  -check_for_update   Ask for an update check and return at once.
-  -update             Check, wait for the update to finish, printing the status
-                      every 5 s (a progress bar on a terminal). Exit status is 0
-                      if the update succeeded or there was none, and 1 if it failed.
-  -watch_for_updates  Log every StatusUpdate signal to stderr; never returns.
-New:
-  -channel NAME       Switch the release channel (GROUP in /etc/flatcar/update.conf);
-                      may be combined with an action, which then runs after it.
-  -json               Print the status as JSON (alone, or with -status/-deny_list).
-  -rollback           Boot the previous slot next (once; falls back if it fails).
-  -cancel             Stop a running update check or download.
-  -deny_list          Print the versions that will never be installed.
-  -undeny VERSION     Allow VERSION again (remove it from the deny list).
-  -clear_deny_list    Empty the deny list.
-  -help, -version
-";
-
-#[derive(Debug, Default)]
-struct Args {
-    reset_status: bool,
-    status: bool,
-    check_for_update: bool,
-    update: bool,
-    watch_for_updates: bool,
-    json: bool,
-    rollback: bool,
-    cancel: bool,
-    deny_list: bool,
-    clear_deny_list: bool,
-    help: bool,
-    version: bool,
-    channel: Option<String>,
-    undeny: Option<String>,
-}
-
-fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
-    match v {
-        "" | "true" | "1" | "yes" | "t" | "y" => Ok(true),
-        "false" | "0" | "no" | "f" | "n" => Ok(false),
-        _ => Err(format!(
-            "ERROR: illegal value '{v}' specified for bool flag '{name}'"
-        )),
-    }
-}
-
-/// gflags syntax: `-flag`, `--flag`, `-flag=true|false`, `-noflag`,
-/// `-channel NAME`, `-channel=NAME`.
-fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
-    let mut args = Args::default();
-    let mut it = argv.into_iter();
-    while let Some(arg) = it.next() {
-        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            return Err(format!(
-                "ERROR: unexpected argument '{arg}' (flags start with -)"
-            ));
-        };
-        let (name, value) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (body, None),
-        };
-        if name == "channel" || name == "undeny" {
-            let v = match value {
-                Some(v) => v.to_string(),
-                None => it
-                    .next()
-                    .ok_or_else(|| format!("ERROR: flag '-{name}' is missing its argument"))?,
-            };
-            *if name == "channel" {
-                &mut args.channel
-            } else {
-                &mut args.undeny
-            } = Some(v);
-            continue;
-        }
-        let (flag, negated) = match name.strip_prefix("no") {
-            Some(rest) if flag_slot(&mut Args::default(), rest).is_some() => (rest, true),
-            _ => (name, false),
-        };
-        let mut on = parse_bool(flag, value.unwrap_or(""))?;
-        if negated {
-            if value.is_some() {
-                return Err(format!("ERROR: flag '{name}' does not take a value"));
-            }
-            on = false;
-        }
-        match flag_slot(&mut args, flag) {
-            Some(slot) => *slot = on,
-            None => return Err(format!("ERROR: unknown command line flag '{name}'")),
-        }
-    }
-    Ok(args)
-}
-
-fn flag_slot<'a>(args: &'a mut Args, name: &str) -> Option<&'a mut bool> {
-    Some(match name {
-        "reset_status" => &mut args.reset_status,
-        "status" => &mut args.status,
-        "check_for_update" => &mut args.check_for_update,
-        "update" => &mut args.update,
-        "watch_for_updates" => &mut args.watch_for_updates,
-        "json" => &mut args.json,
-        "rollback" => &mut args.rollback,
-        "cancel" => &mut args.cancel,
-        "deny_list" => &mut args.deny_list,
-        "clear_deny_list" => &mut args.clear_deny_list,
-        "help" | "helpfull" | "helpshort" => &mut args.help,
-        "version" => &mut args.version,
-        _ => return None,
-    })
-}
+use args::{Args, USAGE, parse};
 
 /// A failure with its cause in words.
 #[derive(Debug)]
@@ -318,6 +205,21 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
             &format!("Channel set to {channel}; the next update check uses it."),
         );
     }
+    if let Some(code) = manager_action(&client, &args).await? {
+        return Ok(code);
+    }
+    if let Some(code) = agent_action(&client, &args).await? {
+        return Ok(code);
+    }
+    if args.channel.is_none() {
+        log_info(line!(), "Done.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// update_engine's own actions (`com.coreos.update1.Manager`); `None` when
+/// none was asked for.
+async fn manager_action(client: &Client, args: &Args) -> Result<Option<ExitCode>, Failure> {
     if args.reset_status {
         client
             .manager
@@ -328,15 +230,15 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
             line!(),
             "ResetStatus succeeded; the partition table was restored, the next boot stays on the current slot.",
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Some(ExitCode::SUCCESS));
     }
     if args.status || (args.json && !args.deny_list) {
         if args.json {
-            println!("{}", status_json(&client).await?);
+            println!("{}", status_json(client).await?);
         } else {
             print!("{}", status_block(&client.status().await?));
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Some(ExitCode::SUCCESS));
     }
     if args.check_for_update {
         client
@@ -344,14 +246,20 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
             .attempt_update()
             .await
             .map_err(|e| explain(&e, &format!("{MANAGER_INTERFACE}.AttemptUpdate")))?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Some(ExitCode::SUCCESS));
     }
     if args.update {
-        return update(&client).await;
+        return update(client).await.map(Some);
     }
     if args.watch_for_updates {
-        return watch(&client).await;
+        return watch(client).await.map(Some);
     }
+    Ok(None)
+}
+
+/// The agent's own actions (rollback, cancel, the deny list); `None`
+/// when none was asked for.
+async fn agent_action(client: &Client, args: &Args) -> Result<Option<ExitCode>, Failure> {
     if args.rollback {
         client
             .agent
@@ -362,7 +270,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
             line!(),
             "Rollback staged: the next boot uses the previous slot (once).",
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Some(ExitCode::SUCCESS));
     }
     if args.cancel {
         client
@@ -371,7 +279,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
             .await
             .map_err(|e| explain(&e, &agent_call("Cancel")))?;
         log_info(line!(), "Update canceled.");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Some(ExitCode::SUCCESS));
     }
     if args.deny_list {
         let list = client
@@ -390,7 +298,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
                 println!("{version}\t{since}\t{reason}");
             }
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Some(ExitCode::SUCCESS));
     }
     if let Some(version) = &args.undeny {
         let removed = client
@@ -404,7 +312,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
             format!("{version} was not on the deny list.")
         };
         log_info(line!(), &text);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Some(ExitCode::SUCCESS));
     }
     if args.clear_deny_list {
         client
@@ -413,12 +321,9 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
             .await
             .map_err(|e| explain(&e, &agent_call("ClearDenyList")))?;
         log_info(line!(), "Deny list cleared.");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Some(ExitCode::SUCCESS));
     }
-    if args.channel.is_none() {
-        log_info(line!(), "Done.");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(None)
 }
 
 /// `-update`: AttemptUpdate, then the status every 5 s (and at once when a
@@ -464,11 +369,7 @@ async fn update(client: &Client) -> Result<ExitCode, Failure> {
                 };
                 let op = s.operation();
                 saw_error_event |= op == Some(Operation::ReportingErrorEvent);
-                if tty {
-                    print!("\r{}", progress_bar(&s, 40));
-                    let _ = std::io::stdout().flush();
-                    bar_shown = true;
-                }
+                bar_shown |= show_bar(tty, &s);
                 let done = matches!(op, Some(Operation::Idle | Operation::UpdatedNeedReboot));
                 seen_active |= !done;
                 done && seen_active
@@ -480,11 +381,8 @@ async fn update(client: &Client) -> Result<ExitCode, Failure> {
         let s = client.status().await?;
         let op = s.operation();
         saw_error_event |= op == Some(Operation::ReportingErrorEvent);
-        if tty {
-            print!("\r{}", progress_bar(&s, 40));
-            let _ = std::io::stdout().flush();
-            bar_shown = true;
-        } else {
+        bar_shown |= show_bar(tty, &s);
+        if !tty {
             print!("{}", status_block(&s));
         }
         if matches!(op, Some(Operation::Idle | Operation::UpdatedNeedReboot)) {
@@ -501,19 +399,36 @@ async fn update(client: &Client) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let error_after = client.last_error().await;
-    let new_error = error_after
-        .as_ref()
-        .filter(|e| !e.0.is_empty() && Some(*e) != error_before.as_ref());
+    Ok(verdict(saw_error_event, error_before.as_ref(), error_after.as_ref()))
+}
+
+/// Redraws the progress bar on a terminal; true when it did.
+fn show_bar(tty: bool, s: &WireStatus) -> bool {
+    if tty {
+        print!("\r{}", progress_bar(s, 40));
+        let _ = std::io::stdout().flush();
+    }
+    tty
+}
+
+/// The exit status of an `-update` that ended in IDLE: a failure when an
+/// error event was seen or the engine has a new last error.
+fn verdict(
+    saw_error_event: bool,
+    error_before: Option<&(String, String, u32)>,
+    error_after: Option<&(String, String, u32)>,
+) -> ExitCode {
+    let new_error = error_after.filter(|e| !e.0.is_empty() && Some(*e) != error_before);
     if saw_error_event || new_error.is_some() {
-        let why = match &error_after {
+        let why = match error_after {
             Some((kind, message, code)) if !kind.is_empty() => format!("{message} ({kind}, error code {code})"),
             _ => "the engine reported an error event (no details: the engine lacks the LastError properties)".into(),
         };
         eprintln!("update_engine_client: the update failed: {why}");
-        return Ok(ExitCode::FAILURE);
+        return ExitCode::FAILURE;
     }
     log_info(line!(), "No update available");
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// `-watch_for_updates`: log each signal as update_engine_client does.
