@@ -81,6 +81,17 @@ async fn demo(fail_health: bool) -> Result<()> {
     ));
     table(&node)?;
 
+    let (usr, kernel) = publish(&server, &node);
+    install(&server, &node, &usr, &kernel).await?;
+    let booted = reboot_into_new(&node)?;
+    gate(&server, &node, booted, fail_health).await?;
+    step(6, "Final slot table");
+    table(&node)?;
+    Ok(())
+}
+
+/// Step 2: the release side.
+fn publish(server: &OmahaServer, node: &Node) -> (Vec<u8>, Vec<u8>) {
     step(
         2,
         &format!(
@@ -98,19 +109,52 @@ async fn demo(fail_health: bool) -> Result<()> {
     server.serve_file(PAYLOAD_NAME, payload.clone());
     let spec = UpdateSpec::for_payload(NEW, &server.files_url(), PAYLOAD_NAME, &payload);
     server.push(Reply::Update(spec));
+    (usr, kernel)
+}
 
+/// Step 3: the agent installs.
+async fn install(server: &OmahaServer, node: &Node, usr: &[u8], kernel: &[u8]) -> Result<()> {
     step(
         3,
         "The agent checks, streams the payload into USR-B, verifies, flips the flags",
     );
-    lifecycle::install_stand_ins(&node);
-    lifecycle::configure(&node, Slot::A);
+    lifecycle::install_stand_ins(node);
+    lifecycle::configure(node, Slot::A);
     let mut daemon =
         Daemon::new(Root::new(node.root()), None).context("loading the agent's settings")?;
     let a_before = node.slot_hash(Slot::A);
-    let mut rx = daemon.handle().subscribe();
+    let rx = daemon.handle().subscribe();
+    let bar = spawn_bar(rx);
+    let outcome = daemon.run_once().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), bar).await;
+    if outcome
+        != (InstallOutcome::Updated {
+            version: NEW.into(),
+        })
+    {
+        bail!("the install did not complete: {outcome:?}");
+    }
+    say(&format!("server saw: {}", omaha_log(server).join(", ")));
+    if node.read_slot(Slot::B) != usr || node.slot_hash(Slot::A) != a_before {
+        bail!("USR-B does not hold the new image, or USR-A changed");
+    }
+    if std::fs::read(node.path("/boot/flatcar/vmlinuz-b"))? != kernel {
+        bail!("vmlinuz-b is not the new kernel");
+    }
+    say(
+        "Checked: USR-B holds the new image byte for byte, vmlinuz-b is the new kernel, USR-A is unchanged.",
+    );
+    table(node)?;
+
+    Ok(())
+}
+
+/// The status as a progress bar on a terminal, as lines otherwise.
+fn spawn_bar(
+    mut rx: tokio::sync::watch::Receiver<update_agent::fsm::Status>,
+) -> tokio::task::JoinHandle<()> {
     let tty = std::io::stdout().is_terminal();
-    let bar = tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut last = None;
         while rx.changed().await.is_ok() {
             let s = rx.borrow().clone();
@@ -134,28 +178,11 @@ async fn demo(fail_health: bool) -> Result<()> {
         if tty {
             println!();
         }
-    });
-    let outcome = daemon.run_once().await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), bar).await;
-    if outcome
-        != (InstallOutcome::Updated {
-            version: NEW.into(),
-        })
-    {
-        bail!("the install did not complete: {outcome:?}");
-    }
-    say(&format!("server saw: {}", omaha_log(&server).join(", ")));
-    if node.read_slot(Slot::B) != usr || node.slot_hash(Slot::A) != a_before {
-        bail!("USR-B does not hold the new image, or USR-A changed");
-    }
-    if std::fs::read(node.path("/boot/flatcar/vmlinuz-b"))? != kernel {
-        bail!("vmlinuz-b is not the new kernel");
-    }
-    say(
-        "Checked: USR-B holds the new image byte for byte, vmlinuz-b is the new kernel, USR-A is unchanged.",
-    );
-    table(&node)?;
+    })
+}
 
+/// Step 4: GRUB's rule picks the new slot.
+fn reboot_into_new(node: &Node) -> Result<Slot> {
     step(
         4,
         "Reboot: GRUB's gptprio.next picks the highest-priority bootable slot",
@@ -167,21 +194,33 @@ async fn demo(fail_health: bool) -> Result<()> {
             NEW.to_string()
         }
     };
-    let booted = lifecycle::reboot(&node, 2, version)?;
+    let booted = lifecycle::reboot(node, 2, version)?;
     say(&format!("GRUB boots {booted} and spends its one try."));
-    table(&node)?;
+    table(node)?;
 
+    Ok(booted)
+}
+
+/// Step 5: the health gate blesses the slot or falls back.
+async fn gate(server: &OmahaServer, node: &Node, booted: Slot, fail_health: bool) -> Result<()> {
+    let version = |s: Slot| {
+        if s == Slot::A {
+            RUNNING.to_string()
+        } else {
+            NEW.to_string()
+        }
+    };
     step(5, "Post-boot health gate");
     if fail_health {
         lifecycle::add_check(
-            &node,
+            node,
             "required",
             "50-app",
             "echo 'app: cannot reach its database' >&2; exit 1",
         );
         say("A required check fails (--fail-health).");
     } else {
-        lifecycle::add_check(&node, "required", "50-app", "exit 0");
+        lifecycle::add_check(node, "required", "50-app", "exit 0");
         say("The required checks run.");
     }
     let gate = health::run_node(&Root::new(node.root()), None).await?;
@@ -204,7 +243,7 @@ async fn demo(fail_health: bool) -> Result<()> {
             say(&format!(
                 "{booted} gets priority 0 and {NEW} goes on the deny list; {reboot}."
             ));
-            let back = lifecycle::reboot(&node, 3, version)?;
+            let back = lifecycle::reboot(node, 3, version)?;
             say(&format!("GRUB falls back to {back} (expected {to})."));
             let denied = DenyList::in_dir(&node.path("/var/lib/update_engine")).entries()?;
             say(&format!(
@@ -218,9 +257,7 @@ async fn demo(fail_health: bool) -> Result<()> {
         }
         other => bail!("unexpected gate outcome {other:?}"),
     }
-    say(&format!("server saw: {}", omaha_log(&server).join(", ")));
+    say(&format!("server saw: {}", omaha_log(server).join(", ")));
 
-    step(6, "Final slot table");
-    table(&node)?;
     Ok(())
 }

@@ -399,7 +399,11 @@ async fn update(client: &Client) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let error_after = client.last_error().await;
-    Ok(verdict(saw_error_event, error_before.as_ref(), error_after.as_ref()))
+    Ok(verdict(
+        saw_error_event,
+        error_before.as_ref(),
+        error_after.as_ref(),
+    ))
 }
 
 /// Redraws the progress bar on a terminal; true when it did.
