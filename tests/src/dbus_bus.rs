@@ -329,9 +329,12 @@ fn build_bin(name: &str) -> PathBuf {
 }
 
 /// `update_engine_client ARGS` against the bus at `address`.
+/// Its connection retries (Flatcar's 4 × 10 s) are 4 × 20 ms here.
 pub fn client(address: &str, args: &[&str]) -> Command {
     let mut c = Command::new(client_bin());
-    c.env("DBUS_SYSTEM_BUS_ADDRESS", address).args(args);
+    c.env("DBUS_SYSTEM_BUS_ADDRESS", address)
+        .env("UPDATE_ENGINE_CLIENT_RETRY_MS", "20")
+        .args(args);
     c
 }
 
@@ -339,7 +342,9 @@ pub fn client(address: &str, args: &[&str]) -> Command {
 pub fn client_as_nobody(address: &str, args: &[&str]) -> Command {
     let bin = client_bin();
     let mut c = as_nobody(bin.to_str().unwrap());
-    c.env("DBUS_SYSTEM_BUS_ADDRESS", address).args(args);
+    c.env("DBUS_SYSTEM_BUS_ADDRESS", address)
+        .env("UPDATE_ENGINE_CLIENT_RETRY_MS", "20")
+        .args(args);
     c
 }
 

@@ -245,22 +245,56 @@ fn errors_name_the_cause() {
     ] {
         let o = output(&mut client(&bus.address, args));
         assert_eq!(o.status.code(), Some(1), "{args:?}");
-        assert_eq!(
-            stderr(&o),
-            "update_engine_client: the update engine is not running (com.coreos.update1 has no owner on the system bus)\n",
-            "{args:?}"
-        );
+        let not_running = "update_engine_client: the update engine is not running (com.coreos.update1 has no owner on the system bus)";
+        // Three retries (Flatcar's client tries 4 times), then the error.
+        let want = format!("{not_running}; retrying in 20ms\n").repeat(3) + not_running + "\n";
+        assert_eq!(stderr(&o), want, "{args:?}");
         assert_eq!(stdout(&o), "");
     }
     // No bus at all.
     let missing = format!("unix:path={}/nothing", dir.path().display());
     let o = output(&mut client(&missing, &["-status"]));
     assert_eq!(o.status.code(), Some(1));
+    let last = stderr(&o).lines().last().unwrap_or_default().to_string();
     assert!(
-        stderr(&o).starts_with(&format!(
+        last.starts_with(&format!(
             "update_engine_client: cannot connect to the system bus ({missing})"
         )),
         "{}",
         stderr(&o)
+    );
+    assert_eq!(stderr(&o).matches("retrying in 20ms").count(), 3);
+}
+
+/// A client started before the engine owns its name (right after boot)
+/// waits for it, as Flatcar's client does, instead of failing.
+#[test]
+fn the_client_waits_for_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = PrivateBus::start(dir.path(), Policy::Shipped);
+    let node = e2e::fixture::Node::new("http://127.0.0.1:9/v1/update/");
+    node.add_config("[schedule]\nenabled = false\n");
+    let mut waiting = client(&bus.address, &["-status"]);
+    waiting.env("UPDATE_ENGINE_CLIENT_RETRY_MS", "2000");
+    let waiting = waiting
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut agent = std::process::Command::new(e2e::dbus_bus::agent_bin())
+        .arg("--root")
+        .arg(node.root())
+        .args(["--bus-address", &bus.address])
+        .spawn()
+        .unwrap();
+    let o = waiting.wait_with_output().unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("retrying in 2s"), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("CURRENT_OP=UPDATE_STATUS_IDLE"),
+        "{}",
+        stdout(&o)
     );
 }

@@ -349,3 +349,23 @@ async fn failure_after_the_switch_undoes_it() {
     assert_eq!(log[..3], ["check", "13/1", "14/1"], "{log:?}");
     assert!(log[3].starts_with("3/0/"), "{log:?}");
 }
+
+/// `LastError` (and `-json`'s `last_error`) describe the current state: a
+/// later successful check clears an old failure. The last check time
+/// survives a restart of the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_check_clears_the_last_error_and_the_check_time_persists() {
+    let (server, node) = setup().await;
+    server.push(Reply::Status(503));
+    server.push(Reply::NoUpdate);
+    let mut daemon = Daemon::new(Root::new(node.root()), None).unwrap();
+    assert!(matches!(daemon.run_once().await, Outcome::Failed(_)));
+    assert!(daemon.handle().last_error().is_some());
+    assert_eq!(daemon.run_once().await, Outcome::NoUpdate);
+    assert_eq!(daemon.handle().last_error(), None);
+    let checked = daemon.handle().last_checked_time();
+    assert!(checked > 1_700_000_000, "{checked}");
+    drop(daemon);
+    let restarted = Daemon::new(Root::new(node.root()), None).unwrap();
+    assert_eq!(restarted.handle().last_checked_time(), checked);
+}

@@ -17,9 +17,9 @@ pub const FILE_NAME: &str = "deny-list";
 /// A deny-list failure.
 #[derive(Debug, thiserror::Error)]
 pub enum DenyListError {
-    #[error("reading the deny list {path}: {source}")]
+    #[error("reading the deny list {path}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("writing the deny list {path}: {source}")]
+    #[error("writing the deny list {path}")]
     Write { path: PathBuf, source: io::Error },
     #[error("deny list {path} line {line}: {why}")]
     Malformed {

@@ -98,7 +98,7 @@ pub fn check_redirect(previous: &[Url], next: &Url) -> Result<(), RedirectRefuse
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSetupError {
     /// The CA bundle cannot be read.
-    #[error("cannot read CA bundle {}: {source}", path.display())]
+    #[error("cannot read CA bundle {}", path.display())]
     CaBundleRead {
         /// The file.
         path: PathBuf,
@@ -107,7 +107,7 @@ pub enum HttpSetupError {
         source: std::io::Error,
     },
     /// The CA bundle is not valid PEM.
-    #[error("invalid CA bundle {}: {source}", path.display())]
+    #[error("invalid CA bundle {}", path.display())]
     CaBundleInvalid {
         /// The file.
         path: PathBuf,
@@ -116,7 +116,7 @@ pub enum HttpSetupError {
         source: reqwest::Error,
     },
     /// reqwest refused the configuration.
-    #[error("cannot set up the HTTP client: {0}")]
+    #[error("cannot set up the HTTP client")]
     Build(#[source] reqwest::Error),
 }
 

@@ -30,7 +30,7 @@ pub enum OmahaClientError {
     Setup(#[from] HttpSetupError),
     /// No HTTP response at all: DNS, connect, TLS, or the connection closed
     /// before a status line.
-    #[error("cannot reach Omaha server {url}: {}", crate::error_chain(source))]
+    #[error("cannot reach Omaha server {url}")]
     Unreachable {
         /// The URL.
         url: String,
@@ -64,10 +64,7 @@ pub enum OmahaClientError {
         status: u16,
     },
     /// The connection broke while the body was being read.
-    #[error(
-        "Omaha response from {url} was cut off: {}",
-        crate::error_chain(source)
-    )]
+    #[error("Omaha response from {url} was cut off")]
     Body {
         /// The URL.
         url: String,
@@ -260,7 +257,7 @@ impl OmahaClient {
     /// incrementally and abandoned as soon as it passes the size cap.
     pub async fn post(&self, request: &Request) -> Result<Vec<u8>, OmahaClientError> {
         let xml = request.to_xml();
-        tracing::debug!(url = %self.url, "Omaha request: {xml}");
+        tracing::info!(url = %self.url, "Omaha request: {}", escape_log(&xml));
         let mut response = self
             .http
             .post(self.url.clone())
@@ -310,7 +307,12 @@ impl OmahaClient {
             }
             body.extend_from_slice(&chunk);
         }
-        tracing::debug!(url = %self.url, "Omaha response: {}", String::from_utf8_lossy(&body));
+        // Flatcar's prefix: flatcar-postinst scrapes the journal for it.
+        tracing::info!(
+            url = %self.url,
+            "Omaha request response: {}",
+            escape_log(&String::from_utf8_lossy(&body))
+        );
         Ok(body)
     }
 
@@ -338,8 +340,30 @@ impl OmahaClient {
 /// HTTP response at all (update_engine: 10 s).
 pub const NO_RESPONSE_RETRY_DELAY: Duration = Duration::from_secs(10);
 
+/// A server's text as it may go to the log: control characters (other
+/// than newline and tab, which XML uses) escaped, so a hostile answer
+/// cannot forge log lines or terminal sequences.
+pub fn escape_log(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn logged_text_has_no_raw_control_characters() {
+        let hostile = "<app>\x1b[31mred\r\u{7}fake line</app>\n\tok";
+        assert_eq!(
+            escape_log(hostile),
+            "<app>\\u{1b}[31mred\\r\\u{7}fake line</app>\n\tok"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -17,6 +17,9 @@ pub const PREVIOUS_VERSION: &str = "previous-version";
 pub const ALEPH_VERSION: &str = "aleph-version";
 /// `full-response`: the last update-check response body (read by postinst).
 pub const FULL_RESPONSE: &str = "full-response";
+/// Unix time of the last completed update check (the agent's own pref,
+/// so `LAST_CHECKED_TIME` survives a restart).
+pub const LAST_CHECKED_TIME: &str = "update-agent-last-checked-time";
 /// `payload-attempt-number`.
 pub const PAYLOAD_ATTEMPT_NUMBER: &str = "payload-attempt-number";
 /// `current-response-signature`.
@@ -63,7 +66,7 @@ pub fn time_from_pref(v: i64) -> Option<SystemTime> {
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadStateError {
     /// A pref file exists but cannot be read.
-    #[error("cannot read pref {key}: {source}")]
+    #[error("cannot read pref {key}")]
     Read {
         /// The key.
         key: &'static str,
@@ -185,7 +188,10 @@ impl Prefs {
     /// state (as if no update had been attempted yet), never an error.
     pub fn load_payload_state(&self) -> PayloadState {
         self.try_load_payload_state().unwrap_or_else(|e| {
-            tracing::warn!("{e}; starting with a fresh payload state");
+            tracing::warn!(
+                "{}; starting with a fresh payload state",
+                crate::error_chain(&e)
+            );
             PayloadState::default()
         })
     }

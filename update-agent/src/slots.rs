@@ -67,7 +67,7 @@ pub enum SlotError {
     #[error("/usr is not a mount point in {}", .0.display())]
     NoUsrMount(PathBuf),
     /// A sysfs or mountinfo file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -79,7 +79,7 @@ pub enum SlotError {
     #[error("cannot resolve the device of /usr: {0}")]
     Resolve(String),
     /// The GPT could not be read.
-    #[error("reading the GPT of {}: {source}", disk.display())]
+    #[error("reading the GPT of {}", disk.display())]
     Gpt {
         /// The disk.
         disk: PathBuf,

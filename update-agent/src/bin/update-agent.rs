@@ -61,14 +61,35 @@ enum Command {
     HealthGate,
 }
 
-fn main() -> ExitCode {
+/// Logs to the journal with its priorities when systemd connected stderr
+/// to it (`JOURNAL_STREAM`), else to stderr, coloured only on a terminal.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let tty = std::io::stderr().is_terminal();
+    if std::env::var_os("JOURNAL_STREAM").is_some() && !tty {
+        if let Ok(journald) = tracing_journald::layer() {
+            tracing_subscriber::registry()
+                .with(filter())
+                .with(journald.with_syslog_identifier("update_engine".into()))
+                .init();
+            return;
+        }
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter())
+        .with_ansi(tty)
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Daemon) {
         Command::HealthGate => match run_health_gate(&cli.daemon) {

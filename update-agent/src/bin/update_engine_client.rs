@@ -115,11 +115,53 @@ struct Client {
     agent: AgentProxy<'static>,
 }
 
+/// Connection attempts before giving up (Flatcar's client: 4).
+const CONNECT_TRIES: u32 = 4;
+
 impl Client {
+    /// Connects, retrying as Flatcar's client does (4 tries, 10 s apart;
+    /// `UPDATE_ENGINE_CLIENT_RETRY_MS` changes the wait) while the bus is
+    /// down or the engine has not taken its name yet, e.g. right after
+    /// boot or a restart of the engine.
     async fn connect() -> Result<Self, Failure> {
+        let delay = std::env::var("UPDATE_ENGINE_CLIENT_RETRY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_millis,
+            );
+        let mut tries = 1;
+        loop {
+            match Self::try_connect().await {
+                Ok(client) => return Ok(client),
+                Err(e) if tries < CONNECT_TRIES => {
+                    tries += 1;
+                    eprintln!("update_engine_client: {}; retrying in {delay:?}", e.0);
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt: the bus, and the engine's name owned on it.
+    async fn try_connect() -> Result<Self, Failure> {
         let conn = zbus::Connection::system()
             .await
             .map_err(|e| explain(&e, "connecting"))?;
+        let dbus = zbus::fdo::DBusProxy::new(&conn)
+            .await
+            .map_err(|e| explain(&e, "creating the proxy"))?;
+        let owned = dbus
+            .name_has_owner(BUS_NAME.try_into().expect("a valid bus name"))
+            .await
+            .map_err(|e| explain(&zbus::Error::from(e), "NameHasOwner"))?;
+        if !owned {
+            return Err(Failure(format!(
+                "the update engine is not running ({BUS_NAME} has no owner on the system bus)"
+            )));
+        }
         let manager = ManagerProxy::builder(&conn)
             .cache_properties(CacheProperties::No)
             .build()

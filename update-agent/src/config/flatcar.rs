@@ -39,7 +39,7 @@ pub const SERVER_DISABLED: &str = "disabled";
 #[derive(Debug, thiserror::Error)]
 pub enum FlatcarConfigError {
     /// A file exists but cannot be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -48,7 +48,7 @@ pub enum FlatcarConfigError {
         source: io::Error,
     },
     /// Writing `/etc/flatcar/update.conf` failed.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
@@ -243,6 +243,23 @@ pub struct NodeIdentity {
     pub arch: String,
 }
 
+/// Omaha servers tell nodes apart by the machine id: say so once per run
+/// when it (or the boot id) is missing instead of sending empty values
+/// silently.
+fn warn_missing_once(machine_id: &str, boot_id: &omaha::BootId) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if machine_id.is_empty() || boot_id.as_str().is_empty() {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "{} or {} is missing or empty: the update server sees an empty id \
+                 (every such node looks the same to it)",
+                MACHINE_ID_FILE,
+                BOOT_ID_FILE
+            )
+        });
+    }
+}
+
 impl NodeIdentity {
     /// Reads the configuration and identity files under `root` and the
     /// `aleph-version` pref. Missing identity files give empty values, as in
@@ -252,10 +269,11 @@ impl NodeIdentity {
         let machine_id = read_file(&root.join(MACHINE_ID_FILE))?
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
-        let boot_id = read_file(&root.join(BOOT_ID_FILE))?
+        let boot_id: omaha::BootId = read_file(&root.join(BOOT_ID_FILE))?
             .unwrap_or_default()
             .parse()
             .unwrap_or_default();
+        warn_missing_once(&machine_id, &boot_id);
         let mut oem = None;
         for name in OEM_RELEASE_FILES {
             if let Some(text) = read_file(&root.join(name))? {

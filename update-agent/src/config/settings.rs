@@ -34,7 +34,7 @@ pub const MAIN_FILE: &str = "/etc/update-agent/config.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// A file or directory exists but cannot be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file or directory.
         path: PathBuf,
@@ -43,7 +43,7 @@ pub enum SettingsError {
         source: io::Error,
     },
     /// A file is not valid TOML or has unknown or mistyped fields.
-    #[error("invalid configuration in {}: {source}", path.display())]
+    #[error("invalid configuration in {}", path.display())]
     Parse {
         /// The file.
         path: PathBuf,

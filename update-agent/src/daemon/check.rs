@@ -61,7 +61,7 @@ impl Daemon {
         let mut identity = NodeIdentity::load(&self.root, &prefs)
             .map_err(|e| self.fail(generic, e.error_kind(), &e))?;
         if let Err(e) = identity.ensure_aleph_version(&prefs) {
-            tracing::warn!("cannot record aleph-version: {e}");
+            tracing::warn!("cannot record aleph-version: {}", crate::error_chain(&e));
         }
         self.flags = identity.error_flags();
         self.identity = Some(identity.clone());
@@ -77,8 +77,12 @@ impl Daemon {
         let client = OmahaClient::new(identity.config.server(), &opts)
             .map_err(|e| self.fail(e.event_error_code(self.flags), e.error_kind(), &e))?;
         let result = client.check(request).await;
-        self.handle
-            .set_last_checked(crate::fsutil::unix_now() as i64);
+        let now = crate::fsutil::unix_now() as i64;
+        self.handle.set_last_checked(now);
+        let prefs = self.settings.prefs(&self.root);
+        if let Err(e) = prefs.set_i64(crate::prefs::LAST_CHECKED_TIME, now) {
+            tracing::warn!("cannot record the check time: {e}");
+        }
         match result {
             Ok(r) => {
                 self.last_http_status = None;
@@ -101,8 +105,9 @@ impl Daemon {
     ) -> Event {
         let deny = DenyList::in_dir(&self.root.join(&self.settings.state_dir));
         let entries = deny.entries().map_err(|e| {
+            let e = crate::error_chain(&e);
             tracing::warn!("deny list unreadable, refusing updates: {e}");
-            e.to_string()
+            e
         });
         let denied = match &entries {
             Ok(list) => Ok(list.iter().find(|d| d.version == info.version)),
@@ -124,7 +129,7 @@ impl Daemon {
         });
         if let Some(state) = &verdict.save {
             if let Err(e) = prefs.save_payload_state(state) {
-                tracing::warn!("cannot save the payload state: {e}");
+                tracing::warn!("cannot save the payload state: {}", crate::error_chain(&e));
             }
         }
         match verdict.result {

@@ -134,6 +134,11 @@ impl Handle {
         self.inner.last_checked.load(Ordering::Relaxed)
     }
 
+    /// A later successful check makes an old failure history.
+    pub(super) fn clear_error(&self) {
+        *lock(&self.inner.last_error) = None;
+    }
+
     pub(super) fn set_error(&self, e: LastError) {
         tracing::error!("update failed ({}, code {}): {}", e.kind, e.code, e.message);
         *lock(&self.inner.last_error) = Some(e);

@@ -132,7 +132,7 @@ impl Daemon {
             state.backoff_expiry
         );
         if let Err(e) = self.settings.prefs(&self.root).save_payload_state(state) {
-            tracing::warn!("cannot save the payload state: {e}");
+            tracing::warn!("cannot save the payload state: {}", crate::error_chain(&e));
         }
     }
 

@@ -123,6 +123,10 @@ impl Daemon {
         let marker = root.join(&settings.reboot_marker).exists();
         let state = State::initial(marker);
         let (handle, commands) = Handle::new(state.status());
+        let prefs = settings.prefs(&root);
+        if let Ok(Some(t)) = prefs.get_i64(crate::prefs::LAST_CHECKED_TIME) {
+            handle.set_last_checked(t);
+        }
         let (install_tx, install_rx) = mpsc::unbounded_channel();
         Ok(Self {
             last_interval: settings.schedule.periodic,
@@ -179,6 +183,7 @@ impl Daemon {
     /// after `schedule.mark_good_delay` unless the health gate owns that
     /// verdict ([`crate::health::mark_good_after`]).
     pub async fn run(mut self) {
+        self.log_summary();
         let delay = crate::schedule::first_check_delay(&self.settings.schedule, &mut self.rng);
         if self.settings.schedule.enabled {
             self.next_check = Some(Instant::now() + delay);
@@ -246,6 +251,45 @@ impl Daemon {
         }
     }
 
+    /// What an operator checks first: where updates come from, what runs,
+    /// which keys and slots.
+    fn log_summary(&self) {
+        let s = &self.settings;
+        match crate::config::FlatcarConfig::load(&self.root) {
+            Ok(c) => tracing::info!(
+                "update-agent {}: server {}, group {}, running {} on {}",
+                env!("CARGO_PKG_VERSION"),
+                c.server(),
+                c.group(),
+                c.version(),
+                c.board()
+            ),
+            Err(e) => tracing::warn!(
+                "cannot read the Flatcar configuration: {}",
+                crate::error_chain(&e)
+            ),
+        }
+        let flatcar_key = s.flatcar_payload_key.as_ref().map(|k| self.root.join(k));
+        tracing::info!(
+            "trusted keys: {} and {}",
+            self.root.join(&s.trusted_keys_dir).display(),
+            flatcar_key.map_or("no Flatcar key file".into(), |k| format!(
+                "{} (exists: {})",
+                k.display(),
+                k.exists()
+            ))
+        );
+        match crate::slots::detect(&self.root, s) {
+            Ok(plan) => tracing::info!(
+                "booted {} on {}; updates go to {}",
+                plan.booted,
+                plan.disk.display(),
+                plan.target
+            ),
+            Err(e) => tracing::warn!("booted slot unknown: {}", crate::error_chain(&e)),
+        }
+    }
+
     /// Queues the event for `cmd` when the current state admits it
     /// ([`fsm::admits`], the same table the handle checked).
     fn take_command(&mut self, cmd: Command) {
@@ -268,11 +312,15 @@ impl Daemon {
         let (next, effects) = match fsm::step(&self.state, event.clone()) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!("{e}");
+                tracing::warn!("{}", crate::error_chain(&e));
                 return;
             }
         };
         tracing::debug!("{before} --{}--> {}", event.name(), next.operation());
+        if matches!(event, Event::NoUpdate | Event::UpdateFound { .. }) {
+            // `-json`/`LastError` describe the current state, not history.
+            self.handle.clear_error();
+        }
         match (&self.state, &next) {
             (State::CheckingForUpdate { .. }, State::Idle) => {
                 self.outcome = Some(Outcome::NoUpdate)
@@ -315,7 +363,7 @@ impl Daemon {
                 if let Some((client, identity)) = self.omaha() {
                     let req = Request::ping(identity.client_info(), self.install_source());
                     if let Err(e) = client.post(&req).await {
-                        tracing::warn!("ping: {e}");
+                        tracing::warn!("ping: {}", crate::error_chain(&e));
                     }
                 }
             }
@@ -323,7 +371,7 @@ impl Daemon {
                 if let Some((client, identity)) = self.omaha() {
                     let req = Request::event(identity.client_info(), self.install_source(), ev);
                     if let Err(e) = client.send_event(&req).await {
-                        tracing::warn!("event: {e}");
+                        tracing::warn!("event: {}", crate::error_chain(&e));
                     }
                 }
                 if matches!(self.state, State::ReportingErrorEvent { .. }) {

@@ -29,7 +29,7 @@ impl<E: Engine> Manager<E> {
     /// succeeds, as in update_engine.
     async fn attempt_update(&self) {
         if let Err(e) = self.engine.attempt_update().await {
-            tracing::info!("AttemptUpdate ignored: {e}");
+            tracing::info!("AttemptUpdate ignored: {}", crate::error_chain(&e));
         }
     }
 

@@ -148,7 +148,7 @@ async fn notify_loop<E: Engine>(
         if should_emit(last.as_ref(), &status, now) {
             let (t, p, op, v, s) = status.to_wire();
             if let Err(e) = Manager::<E>::status_update(&emitter, t, p, &op, &v, s).await {
-                tracing::warn!("emitting StatusUpdate: {e}");
+                tracing::warn!("emitting StatusUpdate: {}", crate::error_chain(&e));
             }
             last = Some(Emitted { status, at: now });
         }
@@ -168,7 +168,7 @@ async fn notify_loop<E: Engine>(
             )
             .await
             {
-                tracing::warn!("emitting PropertiesChanged: {e}");
+                tracing::warn!("emitting PropertiesChanged: {}", crate::error_chain(&e));
             }
         }
         props = Some(snapshot);

@@ -143,16 +143,16 @@ pub enum RebootResult {
 /// A gate failure that stopped it before a decision was carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
-    #[error("reading or writing the slot table: {0}")]
+    #[error("reading or writing the slot table")]
     Gpt(#[from] cgpt::Error),
-    #[error("opening {path}: {source}")]
+    #[error("opening {path}")]
     Open {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(transparent)]
     DenyList(#[from] DenyListError),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         source: std::io::Error,
@@ -161,7 +161,7 @@ pub enum HealthError {
     Settings(#[from] crate::config::settings::SettingsError),
     #[error(transparent)]
     Node(#[from] crate::config::flatcar::FlatcarConfigError),
-    #[error("finding the booted slot: {0}")]
+    #[error("finding the booted slot")]
     Slots(#[from] crate::slots::SlotError),
 }
 
@@ -223,7 +223,7 @@ impl Reporter for OmahaReporter {
             .send_event(&request)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error_chain(&e))
     }
 }
 

@@ -71,7 +71,7 @@ pub enum InstallError {
     #[error(transparent)]
     Slots(#[from] SlotError),
     /// The trusted keyring could not be loaded.
-    #[error("trusted keys in {}: {source}", dir.display())]
+    #[error("trusted keys in {}", dir.display())]
     Keys {
         /// The directory.
         dir: PathBuf,
@@ -80,7 +80,7 @@ pub enum InstallError {
         source: Box<PayloadError>,
     },
     /// A GPT attribute change failed.
-    #[error("{step} on {}: {source}", disk.display())]
+    #[error("{step} on {}", disk.display())]
     Gpt {
         /// What was being done.
         step: &'static str,
@@ -97,10 +97,10 @@ pub enum InstallError {
     #[error(transparent)]
     Download(#[from] DownloadError),
     /// The payload was rejected or could not be applied.
-    #[error("payload: {0}")]
+    #[error("payload rejected")]
     Payload(#[source] Box<PayloadError>),
     /// The target partition could not be opened or synced.
-    #[error("target partition on {}: {source}", disk.display())]
+    #[error("target partition on {}", disk.display())]
     Target {
         /// The disk.
         disk: PathBuf,
@@ -109,7 +109,7 @@ pub enum InstallError {
         source: io::Error,
     },
     /// Writing the kernel file failed.
-    #[error("kernel file {}: {source}", path.display())]
+    #[error("kernel file {}", path.display())]
     Kernel {
         /// The file.
         path: PathBuf,
@@ -132,7 +132,7 @@ pub enum InstallError {
     #[error(transparent)]
     Image(#[from] ImageError),
     /// Prefs or state could not be written.
-    #[error("state in {}: {source}", path.display())]
+    #[error("state in {}", path.display())]
     State {
         /// The file.
         path: PathBuf,
