@@ -42,7 +42,13 @@ pub fn execute(
             w.finish_padded().map_err(|e| werr(dst, bs, e))?;
         }
         OpType::ReplaceBz => pump(bzip2::read::BzDecoder::new(blob), target, dst, bs, scratch)?,
-        OpType::ReplaceXz => pump(xz2::read::XzDecoder::new(blob), target, dst, bs, scratch)?,
+        OpType::ReplaceXz => pump(
+            liblzma::read::XzDecoder::new(blob),
+            target,
+            dst,
+            bs,
+            scratch,
+        )?,
         OpType::ReplaceZstd => {
             let d = zstd::stream::read::Decoder::with_buffer(blob)
                 .map_err(|e| OpFailure::Data(e.to_string()))?;
@@ -136,7 +142,7 @@ pub fn decompress_into(
     }
     let r: Box<dyn Read + '_> = match ty {
         OpType::ReplaceBz => Box::new(bzip2::read::BzDecoder::new(blob)),
-        OpType::ReplaceXz => Box::new(xz2::read::XzDecoder::new(blob)),
+        OpType::ReplaceXz => Box::new(liblzma::read::XzDecoder::new(blob)),
         OpType::ReplaceZstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(blob)
                 .map_err(|e| OpFailure::Data(e.to_string()))?
@@ -264,7 +270,7 @@ mod tests {
             e.finish().unwrap()
         };
         let xz = {
-            let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
             e.write_all(&data).unwrap();
             e.finish().unwrap()
         };

@@ -120,7 +120,7 @@ pub fn best_replace(data: &[u8], opts: &GenOptions) -> Result<(OpType, Vec<u8>)>
                 e.write_all(data).and_then(|_| e.finish())
             }
             Compressor::Xz => {
-                let mut e = xz2::write::XzEncoder::new(Vec::new(), opts.xz_level);
+                let mut e = liblzma::write::XzEncoder::new(Vec::new(), opts.xz_level);
                 e.write_all(data).and_then(|_| e.finish())
             }
             Compressor::Zstd => zstd::bulk::compress(data, opts.zstd_level),
