@@ -52,8 +52,7 @@ impl Plan {
     }
 
     pub fn from_v2(bytes: &[u8], limits: &Limits) -> Result<Self> {
-        let m =
-            ManifestV2::decode(bytes).map_err(|e| PayloadError::ManifestParse(e.to_string()))?;
+        let m = ManifestV2::decode(bytes).map_err(PayloadError::ManifestParse)?;
         if !m.deprecated_install_operations.is_empty()
             || !m.deprecated_kernel_install_operations.is_empty()
         {
@@ -105,8 +104,7 @@ impl Plan {
     /// Flatcar's v1: USR operations as partition "usr", the KERNEL procedure
     /// as "kernel"; noop operations and other procedures are ignored.
     pub fn from_v1(bytes: &[u8], limits: &Limits) -> Result<Self> {
-        let m =
-            ManifestV1::decode(bytes).map_err(|e| PayloadError::ManifestParse(e.to_string()))?;
+        let m = ManifestV1::decode(bytes).map_err(PayloadError::ManifestParse)?;
         let mut parts = Vec::new();
         let new = info(m.new_partition_info.as_ref(), "usr", "new_partition_info")?
             .ok_or_else(|| invalid("partition usr: new_partition_info missing".into()))?;
