@@ -110,12 +110,11 @@ impl<L: Lock, R: Rebooter, S: Signals, C: Clock> Coordinator<L, R, S, C> {
     }
 
     fn write_conf(&self, state: State) {
-        if let Some(root) = &self.conf_root {
-            if let Err(e) =
+        if let Some(root) = &self.conf_root
+            && let Err(e) =
                 write_coordinator_conf(root, self.policy.strategy.as_str(), state.conf_state())
-            {
-                warn!(error = %crate::error_chain(&e), "could not write coordinator.conf");
-            }
+        {
+            warn!(error = %crate::error_chain(&e), "could not write coordinator.conf");
         }
     }
 
