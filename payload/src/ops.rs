@@ -54,19 +54,7 @@ pub fn execute(
                 .map_err(|e| OpFailure::Data(e.to_string()))?;
             pump(d.single_frame(), target, dst, bs, scratch)?
         }
-        OpType::Zero | OpType::Discard => {
-            for (start, len) in extent_ranges(dst, bs) {
-                let start = start.unwrap_or(0);
-                let mut done = 0;
-                while done < len {
-                    let n = (len - done).min(ZEROS.len() as u64) as usize;
-                    target
-                        .write_all_at(&ZEROS[..n], start + done)
-                        .map_err(|e| OpFailure::TargetIo(start + done, e))?;
-                    done += n as u64;
-                }
-            }
-        }
+        OpType::Zero | OpType::Discard => write_zeros(target, dst, bs)?,
         OpType::SourceCopy | OpType::Move => {
             read_source(ty, op, bs, target, source, &mut scratch.src)?;
             let mut w = ExtentWriter::new(target, dst, bs);
@@ -103,6 +91,22 @@ pub fn execute(
                 "{} is not supported",
                 other.name()
             )));
+        }
+    }
+    Ok(())
+}
+
+/// ZERO / DISCARD: zeros over the extents, from a static buffer.
+fn write_zeros(target: &mut dyn Storage, dst: &[Extent], bs: u64) -> Result<(), OpFailure> {
+    for (start, len) in extent_ranges(dst, bs) {
+        let start = start.unwrap_or(0);
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(ZEROS.len() as u64) as usize;
+            target
+                .write_all_at(&ZEROS[..n], start + done)
+                .map_err(|e| OpFailure::TargetIo(start + done, e))?;
+            done += n as u64;
         }
     }
     Ok(())
