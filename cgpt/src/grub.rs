@@ -76,7 +76,7 @@ fn header_check(h: &Header, ss: u64) -> R<()> {
         return refuse("invalid GPT header size");
     }
     let es = h.entry_size();
-    if es < 128 || es % 128 != 0 || !(es / 128).is_power_of_two() {
+    if es < 128 || !es.is_multiple_of(128) || !(es / 128).is_power_of_two() {
         return refuse("invalid GPT entry size");
     }
     if entries_bytes(h) < MIN_ENTRIES_BYTES {

@@ -181,7 +181,7 @@ pub(crate) fn probe_sector_size<D: Disk>(disk: &mut D, len: u64) -> Result<u64, 
         }
     }
     for ss in PROBE_SECTOR_SIZES {
-        if len >= ss * 2 && len % ss == 0 && is_header(disk, len - ss) {
+        if len >= ss * 2 && len.is_multiple_of(ss) && is_header(disk, len - ss) {
             return Ok(ss);
         }
     }

@@ -22,12 +22,16 @@ pub use run::{Clock, Coordinator, Outcome, Standalone, SystemClock};
 /// Everything that can stop the coordinator from starting or running.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("configuration: {0}")]
+    /// The configuration is invalid or unreadable.
+    #[error("configuration")]
     Config(#[from] ConfigError),
+    /// Reading the node's identity, writing its files or rebooting failed.
     #[error(transparent)]
     Node(#[from] node::NodeError),
+    /// The cluster lock could not be taken or given back.
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    /// The state machine got an event it does not expect.
     #[error(transparent)]
     Fsm(#[from] fsm::FsmError),
 }
@@ -42,4 +46,17 @@ impl Error {
             Error::Fsm(_) => "fsm",
         }
     }
+}
+
+/// An error and its causes joined with ": ", as the binaries print them (anyhow's `{:#}`).
+/// Error messages leave their cause out, so logs use this to show the whole story.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 /// The engine's reboot-pending marker (`/var/run` is `/run`).
 pub const REBOOT_NEEDED_MARKER: &str = "run/update_engine_autoupdate_completed";
-/// The health gate's marker: this boot reached steady state.
-pub const STEADY_MARKER: &str = "run/update-engine/health/steady";
+/// The health gate's marker (this boot reached steady state) and its writer: the contract
+/// lives in `ab_node`, shared with the update agent.
+pub use ab_node::steady::{STEADY_MARKER, write_steady};
 /// locksmithd's coordinator file.
 pub const COORDINATOR_CONF: &str = "run/update-engine/coordinator.conf";
 
@@ -36,6 +37,7 @@ pub struct Markers {
 }
 
 impl Markers {
+    /// The markers under `root`; `health_gate: false` makes every boot steady.
     pub fn new(root: &Path, health_gate: bool) -> Self {
         Markers {
             root: root.to_owned(),
@@ -49,35 +51,38 @@ impl Signals for Markers {
         self.root.join(REBOOT_NEEDED_MARKER).exists()
     }
     fn steady(&self) -> bool {
-        !self.health_gate || self.root.join(STEADY_MARKER).exists()
+        !self.health_gate || ab_node::is_steady(&self.root)
     }
 }
 
-/// Writes the steady marker (for the health gate, and for tests).
-pub fn write_steady(root: &Path, booted_version: &str) -> std::io::Result<()> {
-    let path = root.join(STEADY_MARKER);
-    std::fs::create_dir_all(path.parent().unwrap_or(root))?;
-    std::fs::write(path, format!("{booted_version}\n"))
-}
-
+/// What can fail on the node: reading its id, writing the coordinator file, rebooting.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("reading the machine id from {path}: {source}")]
+    /// `/etc/machine-id` could not be read.
+    #[error("reading the machine id from {path}")]
     MachineId {
+        /// The file's path.
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// `/etc/machine-id` is empty, too long or holds whitespace.
     #[error("{path} does not hold a machine id")]
-    EmptyMachineId { path: PathBuf },
-    #[error("writing {path}: {source}")]
+    EmptyMachineId {
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// A file could not be written.
+    #[error("writing {path}")]
     Write {
+        /// The file's path.
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("reboot command {command:?}: {reason}")]
-    Reboot { command: String, reason: String },
+    /// The reboot was not accepted.
+    #[error(transparent)]
+    Reboot(#[from] ab_node::RebootError),
 }
 
 /// This node's id for the lock: `/etc/machine-id`, as locksmith uses it.
@@ -124,23 +129,14 @@ pub struct CommandRebooter {
     argv: Vec<String>,
 }
 
-/// `org.freedesktop.login1.Manager.Reboot(false)` on the system bus.
-pub const LOGIND_REBOOT: [&str; 8] = [
-    "busctl",
-    "call",
-    "org.freedesktop.login1",
-    "/org/freedesktop/login1",
-    "org.freedesktop.login1.Manager",
-    "Reboot",
-    "b",
-    "false",
-];
+/// `org.freedesktop.login1.Manager.Reboot(false)` on the system bus (shared with the agent).
+pub use ab_node::LOGIND_REBOOT;
 
 impl CommandRebooter {
     /// `None`: logind. `Some(cmd)`: `sh -c cmd` (tests use a harmless command).
     pub fn new(command: Option<&str>) -> Self {
         let argv = match command {
-            None => LOGIND_REBOOT.iter().map(|s| s.to_string()).collect(),
+            None => ab_node::logind_command(),
             Some(c) => vec!["sh".into(), "-c".into(), c.into()],
         };
         CommandRebooter { argv }
@@ -149,23 +145,14 @@ impl CommandRebooter {
 
 impl Rebooter for CommandRebooter {
     async fn reboot(&self) -> Result<(), NodeError> {
-        let command = self.argv.join(" ");
-        let status = tokio::process::Command::new(&self.argv[0])
-            .args(&self.argv[1..])
-            .stdin(std::process::Stdio::null())
-            .status()
-            .await
-            .map_err(|e| NodeError::Reboot {
-                command: command.clone(),
-                reason: e.to_string(),
-            })?;
-        if !status.success() {
-            return Err(NodeError::Reboot {
-                command,
-                reason: format!("exited with {status}"),
-            });
+        let argv = self.argv.clone();
+        // The call blocks (and may sleep through ETXTBSY retries): keep it off the
+        // runtime's worker threads.
+        match tokio::task::spawn_blocking(move || ab_node::reboot::reboot(&argv)).await {
+            Ok(result) => result.map_err(NodeError::from),
+            // A blocking task is never cancelled once started; a panic is passed on.
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
-        Ok(())
     }
 }
 

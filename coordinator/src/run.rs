@@ -96,7 +96,7 @@ impl<L: Lock, R: Rebooter, S: Signals, C: Clock> Coordinator<L, R, S, C> {
         let window = self.window.as_ref().map(|w| {
             w.status(&self.clock.now()).unwrap_or_else(|e| {
                 // Cannot happen for validated windows; treat as open rather than never reboot.
-                warn!(error = %e, "reboot window could not be evaluated; treating it as open");
+                warn!(error = %crate::error_chain(&e), "reboot window could not be evaluated; treating it as open");
                 crate::window::WindowStatus::Open {
                     closes_in: std::time::Duration::ZERO,
                 }
@@ -110,12 +110,11 @@ impl<L: Lock, R: Rebooter, S: Signals, C: Clock> Coordinator<L, R, S, C> {
     }
 
     fn write_conf(&self, state: State) {
-        if let Some(root) = &self.conf_root {
-            if let Err(e) =
+        if let Some(root) = &self.conf_root
+            && let Err(e) =
                 write_coordinator_conf(root, self.policy.strategy.as_str(), state.conf_state())
-            {
-                warn!(error = %e, "could not write coordinator.conf");
-            }
+        {
+            warn!(error = %crate::error_chain(&e), "could not write coordinator.conf");
         }
     }
 
@@ -136,8 +135,9 @@ impl<L: Lock, R: Rebooter, S: Signals, C: Clock> Coordinator<L, R, S, C> {
                     Event::Busy(why)
                 }
                 Err(e) => {
-                    error!(error = %e, kind = e.error_kind(), "cannot take the reboot lock; will retry, not rebooting");
-                    Event::LockFailed(e.to_string())
+                    let error = crate::error_chain(&e);
+                    error!(%error, kind = e.error_kind(), "cannot take the reboot lock; will retry, not rebooting");
+                    Event::LockFailed(error)
                 }
             },
             Action::Release => match self.lock.release().await {
@@ -147,8 +147,9 @@ impl<L: Lock, R: Rebooter, S: Signals, C: Clock> Coordinator<L, R, S, C> {
                 }
                 Ok(Release::NotHeld) => Event::Released,
                 Err(e) => {
-                    error!(error = %e, kind = e.error_kind(), "cannot release the reboot lock; will retry");
-                    Event::LockFailed(e.to_string())
+                    let error = crate::error_chain(&e);
+                    error!(%error, kind = e.error_kind(), "cannot release the reboot lock; will retry");
+                    Event::LockFailed(error)
                 }
             },
             Action::WarnUsers => {
@@ -166,8 +167,9 @@ impl<L: Lock, R: Rebooter, S: Signals, C: Clock> Coordinator<L, R, S, C> {
                     Event::RebootRequested
                 }
                 Err(e) => {
-                    error!(error = %e, "reboot failed; will retry");
-                    Event::RebootFailed(e.to_string())
+                    let error = crate::error_chain(&e);
+                    error!(%error, "reboot failed; will retry");
+                    Event::RebootFailed(error)
                 }
             },
             // Terminal actions never reach here (see `run`).

@@ -28,18 +28,43 @@ pub enum WindowStatus {
     Closed { opens_in: Duration },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a reboot window is refused or cannot be placed.
+#[derive(Debug, thiserror::Error)]
 pub enum WindowError {
+    /// Only one of start and length is set.
     #[error("REBOOT_WINDOW_START and REBOOT_WINDOW_LENGTH must be set both or neither")]
     HalfSet,
+    /// The start is not `[Day] HH:MM`.
     #[error("start {0:?} is not \"[Day] HH:MM\"")]
     BadStart(String),
-    #[error("length {value:?}: {reason}")]
-    BadLength { value: String, reason: String },
+    /// The length is not a Go duration.
+    #[error("length {value:?}")]
+    BadLength {
+        /// The configured length.
+        value: String,
+        #[source]
+        source: DurationError,
+    },
+    /// The length is zero.
+    #[error("length {value:?}: must be positive")]
+    ZeroLength {
+        /// The configured length.
+        value: String,
+    },
+    /// The window would overlap its next occurrence.
     #[error("length {value:?} must be under {limit} (the window would overlap itself)")]
-    TooLong { value: String, limit: &'static str },
+    TooLong {
+        /// The configured length.
+        value: String,
+        /// The period, as the message names it.
+        limit: &'static str,
+    },
+    /// The window's times fall outside what the calendar can represent.
     #[error("window for {0} cannot be placed in the local time zone")]
     Unrepresentable(String),
+    /// The calendar refused a date or time computed for the window.
+    #[error("the window cannot be placed in the local time zone")]
+    Calendar(#[source] jiff::Error),
 }
 
 /// A Go `time.ParseDuration` string error.
@@ -121,14 +146,13 @@ impl Window {
             _ => return Err(bad_start()),
         };
         let (hour, minute) = parse_hh_mm(hm).ok_or_else(bad_start)?;
-        let len = parse_go_duration(length).map_err(|e| WindowError::BadLength {
+        let len = parse_go_duration(length).map_err(|source| WindowError::BadLength {
             value: length.to_owned(),
-            reason: e.to_string(),
+            source,
         })?;
         if len.is_zero() {
-            return Err(WindowError::BadLength {
+            return Err(WindowError::ZeroLength {
                 value: length.to_owned(),
-                reason: "must be positive".into(),
             });
         }
         let (limit, limit_name) = match weekday {
@@ -170,12 +194,12 @@ impl Window {
         for k in [-1i64, 0, 1] {
             let date = anchor
                 .checked_add((k * period_days).days())
-                .map_err(|e| WindowError::Unrepresentable(e.to_string()))?;
+                .map_err(WindowError::Calendar)?;
             // DST gaps move the start forward, folds take the earlier instant ("compatible").
             let start = date
                 .at(self.hour, self.minute, 0, 0)
                 .to_zoned(now.time_zone().clone())
-                .map_err(|e| WindowError::Unrepresentable(e.to_string()))?;
+                .map_err(WindowError::Calendar)?;
             let since_start = now.timestamp().duration_since(start.timestamp());
             if since_start >= SignedDuration::ZERO && since_start < length {
                 let closes_in = Duration::try_from(length - since_start).unwrap_or_default();
@@ -258,7 +282,7 @@ mod tests {
             ("Thu 04:00", "168h", "under 7 days"),
         ];
         for (start, len, want) in rows {
-            let err = Window::parse(start, len).unwrap_err().to_string();
+            let err = crate::error_chain(&Window::parse(start, len).unwrap_err());
             assert!(err.contains(want), "{start:?} {len:?}: {err}");
         }
         let w = Window::parse("thursday 4:05", "167h").unwrap();

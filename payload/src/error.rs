@@ -7,7 +7,8 @@ use std::io;
 /// Everything that can go wrong while reading, verifying or applying a payload.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
-    #[error("reading payload at byte {offset}: {source}")]
+    /// The payload stream failed.
+    #[error("reading payload at byte {offset}")]
     Read {
         offset: u64,
         #[source]
@@ -29,8 +30,9 @@ pub enum PayloadError {
     MetadataSignatureParse(String),
     #[error("metadata signature does not match any trusted key")]
     MetadataSignatureMismatch,
-    #[error("manifest does not parse: {0}")]
-    ManifestParse(String),
+    /// The manifest is not valid protobuf.
+    #[error("manifest does not parse")]
+    ManifestParse(#[source] prost::DecodeError),
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
     #[error("keyring: {0}")]
@@ -70,7 +72,8 @@ pub enum PayloadError {
         partition: String,
         what: String,
     },
-    #[error("writing partition {partition} at byte {offset}: {source}")]
+    /// A write to (or read back from) a target failed.
+    #[error("writing partition {partition} at byte {offset}")]
     TargetIo {
         partition: String,
         offset: u64,
@@ -99,7 +102,8 @@ pub enum PayloadError {
     CheckpointMismatch(String),
     #[error("generating payload: {0}")]
     Generate(String),
-    #[error("{context}: {source}")]
+    /// Any other I/O, named by what was being done.
+    #[error("{context}")]
     Io {
         context: String,
         #[source]

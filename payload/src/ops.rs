@@ -42,25 +42,19 @@ pub fn execute(
             w.finish_padded().map_err(|e| werr(dst, bs, e))?;
         }
         OpType::ReplaceBz => pump(bzip2::read::BzDecoder::new(blob), target, dst, bs, scratch)?,
-        OpType::ReplaceXz => pump(xz2::read::XzDecoder::new(blob), target, dst, bs, scratch)?,
+        OpType::ReplaceXz => pump(
+            liblzma::read::XzDecoder::new(blob),
+            target,
+            dst,
+            bs,
+            scratch,
+        )?,
         OpType::ReplaceZstd => {
             let d = zstd::stream::read::Decoder::with_buffer(blob)
                 .map_err(|e| OpFailure::Data(e.to_string()))?;
             pump(d.single_frame(), target, dst, bs, scratch)?
         }
-        OpType::Zero | OpType::Discard => {
-            for (start, len) in extent_ranges(dst, bs) {
-                let start = start.unwrap_or(0);
-                let mut done = 0;
-                while done < len {
-                    let n = (len - done).min(ZEROS.len() as u64) as usize;
-                    target
-                        .write_all_at(&ZEROS[..n], start + done)
-                        .map_err(|e| OpFailure::TargetIo(start + done, e))?;
-                    done += n as u64;
-                }
-            }
-        }
+        OpType::Zero | OpType::Discard => write_zeros(target, dst, bs)?,
         OpType::SourceCopy | OpType::Move => {
             read_source(ty, op, bs, target, source, &mut scratch.src)?;
             let mut w = ExtentWriter::new(target, dst, bs);
@@ -102,6 +96,22 @@ pub fn execute(
     Ok(())
 }
 
+/// ZERO / DISCARD: zeros over the extents, from a static buffer.
+fn write_zeros(target: &mut dyn Storage, dst: &[Extent], bs: u64) -> Result<(), OpFailure> {
+    for (start, len) in extent_ranges(dst, bs) {
+        let start = start.unwrap_or(0);
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(ZEROS.len() as u64) as usize;
+            target
+                .write_all_at(&ZEROS[..n], start + done)
+                .map_err(|e| OpFailure::TargetIo(start + done, e))?;
+            done += n as u64;
+        }
+    }
+    Ok(())
+}
+
 /// Decompress a REPLACE_{BZ,XZ,ZSTD} blob into memory, refusing output
 /// longer than `cap` (the destination extents).
 pub fn decompress(ty: OpType, blob: &[u8], cap: u64) -> Result<Vec<u8>, OpFailure> {
@@ -136,7 +146,7 @@ pub fn decompress_into(
     }
     let r: Box<dyn Read + '_> = match ty {
         OpType::ReplaceBz => Box::new(bzip2::read::BzDecoder::new(blob)),
-        OpType::ReplaceXz => Box::new(xz2::read::XzDecoder::new(blob)),
+        OpType::ReplaceXz => Box::new(liblzma::read::XzDecoder::new(blob)),
         OpType::ReplaceZstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(blob)
                 .map_err(|e| OpFailure::Data(e.to_string()))?
@@ -264,7 +274,7 @@ mod tests {
             e.finish().unwrap()
         };
         let xz = {
-            let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
             e.write_all(&data).unwrap();
             e.finish().unwrap()
         };

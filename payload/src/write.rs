@@ -129,14 +129,12 @@ impl UnsignedPayload {
         f.read_exact_at(&mut raw, h.size())
             .map_err(|e| PayloadError::io("reading manifest", e))?;
         let manifest = if h.major == 2 {
-            let mut m = ManifestV2::decode(&raw[..])
-                .map_err(|e| PayloadError::ManifestParse(e.to_string()))?;
+            let mut m = ManifestV2::decode(&raw[..]).map_err(PayloadError::ManifestParse)?;
             m.signatures_offset = None;
             m.signatures_size = None;
             Manifest::V2(m)
         } else {
-            let mut m = ManifestV1::decode(&raw[..])
-                .map_err(|e| PayloadError::ManifestParse(e.to_string()))?;
+            let mut m = ManifestV1::decode(&raw[..]).map_err(PayloadError::ManifestParse)?;
             let old_sig = m.signatures_offset.take();
             m.signatures_size = None;
             // Drop the old signature's fake operation; `layout` adds a new one.

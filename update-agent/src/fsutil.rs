@@ -5,22 +5,6 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Runs `spawn` again for up to ~200 ms while it fails with ETXTBSY: an
-/// executable written a moment ago can still be open for writing in a
-/// process forked meanwhile (by another thread of ours, or by a package
-/// manager) until that process execs, which takes milliseconds.
-pub fn retry_text_busy<T>(mut spawn: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    for _ in 0..20 {
-        match spawn() {
-            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            r => return r,
-        }
-    }
-    spawn()
-}
-
 /// Replaces `path` with `contents` atomically: a temp file in the same
 /// directory is written, fsynced and renamed over `path`, then the directory
 /// is fsynced. A reader sees either the old or the new file, never a torn
@@ -62,25 +46,6 @@ pub fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn retry_text_busy_retries_only_etxtbsy() {
-        let mut calls = 0;
-        let r: io::Result<u8> = super::retry_text_busy(|| {
-            calls += 1;
-            if calls < 3 {
-                Err(io::Error::from_raw_os_error(nix::libc::ETXTBSY))
-            } else {
-                Ok(7)
-            }
-        });
-        assert_eq!((r.unwrap(), calls), (7, 3));
-        let mut calls = 0;
-        let r: io::Result<u8> = super::retry_text_busy(|| {
-            calls += 1;
-            Err(io::Error::from(io::ErrorKind::NotFound))
-        });
-        assert_eq!((r.unwrap_err().kind(), calls), (io::ErrorKind::NotFound, 1));
-    }
 
     use super::*;
 

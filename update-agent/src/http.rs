@@ -83,13 +83,13 @@ pub fn check_redirect(previous: &[Url], next: &Url) -> Result<(), RedirectRefuse
         });
     }
     // Once any hop was https, stay on https.
-    if next.scheme() == "http" {
-        if let Some(from) = previous.iter().find(|u| u.scheme() == "https") {
-            return Err(RedirectRefused::SchemeDowngrade {
-                from: from.to_string(),
-                to: next.to_string(),
-            });
-        }
+    if next.scheme() == "http"
+        && let Some(from) = previous.iter().find(|u| u.scheme() == "https")
+    {
+        return Err(RedirectRefused::SchemeDowngrade {
+            from: from.to_string(),
+            to: next.to_string(),
+        });
     }
     Ok(())
 }

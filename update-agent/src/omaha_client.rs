@@ -276,10 +276,10 @@ impl OmahaClient {
         let max = self.max_response_size;
         let too_large =
             |size: usize| OmahaClientError::Response(ResponseError::TooLarge { size, max });
-        if let Some(len) = response.content_length() {
-            if len > max as u64 {
-                return Err(too_large(usize::try_from(len).unwrap_or(usize::MAX)));
-            }
+        if let Some(len) = response.content_length()
+            && len > max as u64
+        {
+            return Err(too_large(usize::try_from(len).unwrap_or(usize::MAX)));
         }
         let mut body = Vec::with_capacity(
             response

@@ -70,7 +70,7 @@ impl Hdr {
             return Err("invalid GPT header size");
         }
         let es = self.entry_size();
-        if es < 128 || es % 128 != 0 || !(es / 128).is_power_of_two() {
+        if es < 128 || !es.is_multiple_of(128) || !(es / 128).is_power_of_two() {
             return Err("invalid GPT entry size");
         }
         if self.entries_bytes() < 16384 {
@@ -158,10 +158,10 @@ pub fn grub_read(img: &[u8]) -> Result<(Vec<u8>, u32), &'static str> {
             return Err("invalid backup GPT LBA");
         }
         let ents = b.entries(img)?;
-        if let Ok(pe) = p_ents {
-            if pe != ents {
-                return Err("backup GPT out of sync");
-            }
+        if let Ok(pe) = p_ents
+            && pe != ents
+        {
+            return Err("backup GPT out of sync");
         }
         Ok((b, ents))
     })();

@@ -61,8 +61,19 @@ fn go_style(args: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse_from(go_style(std::env::args()));
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}`: the message and each cause once, on one line.
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let mut kv = KeyValues::default();
     let flags = [
         ("LOCKSMITHD_ENDPOINT", &args.endpoint),

@@ -30,32 +30,59 @@ pub enum Release {
 /// Why talking to the lock failed. Every variant means "unknown": never reboot on it.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("lock server unreachable at {endpoints}: {source}")]
+    /// No endpoint answered.
+    #[error("lock server unreachable at {endpoints}")]
     Unreachable {
+        /// The endpoints (or URL) tried.
         endpoints: String,
         #[source]
         source: reqwest::Error,
     },
+    /// The server answered with an error status.
     #[error("{url}: HTTP {status}: {body}")]
     Http {
+        /// The request's URL.
         url: String,
+        /// The HTTP status.
         status: u16,
+        /// The answer's body, trimmed.
         body: String,
     },
+    /// The answer is not what the protocol says.
     #[error("{url}: unexpected response: {reason}")]
-    Protocol { url: String, reason: String },
-    #[error("semaphore at {key}: {source}")]
+    Protocol {
+        /// The request's URL or path.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The semaphore refused the change.
+    #[error("semaphore at {key}")]
     Semaphore {
+        /// The semaphore's key.
         key: String,
         #[source]
         source: SemaphoreError,
     },
+    /// Others kept changing the semaphore between our read and our write.
     #[error("semaphore at {key} changed under us {tries} times in a row")]
-    Contended { key: String, tries: u32 },
-    #[error("TLS setup: {0}")]
+    Contended {
+        /// The semaphore's key.
+        key: String,
+        /// How many writes lost.
+        tries: u32,
+    },
+    /// The TLS material could not be loaded into the HTTP client.
+    #[error("TLS setup")]
     Tls(#[source] reqwest::Error),
+    /// etcd refused the user or answered without a token.
     #[error("etcd authentication as {user:?} failed: {reason}")]
-    Auth { user: String, reason: String },
+    Auth {
+        /// The etcd user.
+        user: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl LockError {

@@ -64,8 +64,6 @@ pub(super) fn run_ops<R: Read>(
     start: Start,
     mut on_done: impl FnMut(&Done) + Send,
 ) -> Result<()> {
-    let limit = start.max_op_size;
-    let bs = plan.block_size;
     let budget = &Budget::new(start.in_flight);
     let pool = &BufPool::new(start.in_flight / 2);
     let has_slot: Vec<bool> = plan
@@ -77,11 +75,8 @@ pub(super) fn run_ops<R: Read>(
     let job_rx = &Mutex::new(job_rx);
     let (res_tx, res_rx) = mpsc::channel::<(Job, Result<Ready>)>();
     let (done_tx, done_rx) = mpsc::channel::<Done>();
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 16);
     std::thread::scope(|sc| {
-        for _ in 0..workers {
+        for _ in 0..worker_count() {
             let res_tx = res_tx.clone();
             sc.spawn(move || decompress_worker(job_rx, res_tx, plan, pool));
         }
@@ -99,83 +94,18 @@ pub(super) fn run_ops<R: Read>(
                 on_done(&d);
             }
         });
-        let mut data_off = start.data_offset;
-        let mut seq = 0usize;
-        let read: Result<()> = 'ops: {
-            for (pi, p) in plan.partitions.iter().enumerate() {
-                for (k, op) in p.ops.iter().enumerate() {
-                    let index = p.first_op + k;
-                    if index < start.op {
-                        continue;
-                    }
-                    let ty = OpType::try_from(op.r#type).unwrap_or(OpType::Replace);
-                    let len = op.data_length.unwrap_or(0);
-                    let has_data = !matches!(
-                        ty,
-                        OpType::Zero | OpType::Discard | OpType::SourceCopy | OpType::Move
-                    );
-                    if has_data && op.data_offset.unwrap_or(0) != data_off {
-                        break 'ops Err(PayloadError::DataOffsetMismatch {
-                            index,
-                            partition: p.name.clone(),
-                            found: op.data_offset.unwrap_or(0),
-                            expected: data_off,
-                        });
-                    }
-                    let dst_bytes: u64 = op
-                        .dst_extents
-                        .iter()
-                        .map(|x| x.num().saturating_mul(bs))
-                        .sum();
-                    let decompress = matches!(
-                        ty,
-                        OpType::ReplaceBz | OpType::ReplaceXz | OpType::ReplaceZstd
-                    ) && dst_bytes <= limit
-                        && has_slot[pi];
-                    let cost = 4096
-                        + if has_data { len } else { 0 }
-                        + if decompress { dst_bytes } else { 0 };
-                    if !budget.acquire(cost) {
-                        // The writer stopped at a failing operation.
-                        break 'ops Ok(());
-                    }
-                    let at = r.offset();
-                    let mut blob = Vec::new();
-                    if has_data {
-                        blob = pool.take();
-                        if let Err(e) = r.read_vec(&mut blob, len as usize, "operation data") {
-                            budget.release(cost);
-                            break 'ops Err(e);
-                        }
-                        data_off += len;
-                    }
-                    let job = Job {
-                        seq,
-                        part: pi,
-                        op: k,
-                        ty,
-                        has_data,
-                        decompress,
-                        blob,
-                        at,
-                        cost,
-                        done: Done {
-                            index,
-                            next_data_offset: data_off,
-                            file_hash: r.file_hash.clone(),
-                            signed_hash: r.signed_hash.clone(),
-                            offset: r.offset(),
-                        },
-                    };
-                    seq += 1;
-                    if job_tx.send(job).is_err() {
-                        break 'ops Ok(());
-                    }
-                }
-            }
-            Ok(())
+        let feeder = Feeder {
+            r,
+            plan,
+            has_slot: &has_slot,
+            budget,
+            pool,
+            max_op_size: start.max_op_size,
+            data_off: start.data_offset,
+            seq: 0,
         };
-        drop(job_tx);
+        // Dropping the sender (when `feed` returns) lets the workers finish.
+        let read = feeder.feed(start.op, job_tx);
         let written = writer.join().unwrap_or_else(|_| {
             Err(PayloadError::OperationFailed {
                 index: 0,
@@ -190,6 +120,119 @@ pub(super) fn run_ops<R: Read>(
         }
         written.and(read)
     })
+}
+
+/// Decompression workers: one per core, at most 16.
+fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 16)
+}
+
+/// The reading end of the pipeline: reads each operation's blob in order and
+/// queues it once the budget has room for it.
+struct Feeder<'a, R> {
+    r: &'a mut HashingReader<R>,
+    plan: &'a Plan,
+    /// Per partition: whether it is written (else only verified).
+    has_slot: &'a [bool],
+    budget: &'a Budget,
+    pool: &'a BufPool,
+    max_op_size: u64,
+    /// Where the next blob must start in the data section.
+    data_off: u64,
+    /// The next job's position in this run.
+    seq: usize,
+}
+
+impl<R: Read> Feeder<'_, R> {
+    /// Queues the operations from `first_op` on; returns early (`Ok`) when the
+    /// writer stopped, so its error is the one reported.
+    fn feed(mut self, first_op: usize, jobs: mpsc::Sender<Job>) -> Result<()> {
+        let plan = self.plan;
+        for (pi, p) in plan.partitions.iter().enumerate() {
+            for k in 0..p.ops.len() {
+                if p.first_op + k < first_op {
+                    continue;
+                }
+                let Some(job) = self.next_job(pi, k)? else {
+                    return Ok(());
+                };
+                if jobs.send(job).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Operation `k` of partition `pi`: its data offset checked, its budget
+    /// taken and its blob read. `None`: the writer stopped at a failing
+    /// operation.
+    fn next_job(&mut self, pi: usize, k: usize) -> Result<Option<Job>> {
+        let plan = self.plan;
+        let p = &plan.partitions[pi];
+        let op = &p.ops[k];
+        let index = p.first_op + k;
+        let ty = OpType::try_from(op.r#type).unwrap_or(OpType::Replace);
+        let len = op.data_length.unwrap_or(0);
+        let has_data = !matches!(
+            ty,
+            OpType::Zero | OpType::Discard | OpType::SourceCopy | OpType::Move
+        );
+        if has_data && op.data_offset.unwrap_or(0) != self.data_off {
+            return Err(PayloadError::DataOffsetMismatch {
+                index,
+                partition: p.name.clone(),
+                found: op.data_offset.unwrap_or(0),
+                expected: self.data_off,
+            });
+        }
+        let dst_bytes: u64 = op
+            .dst_extents
+            .iter()
+            .map(|x| x.num().saturating_mul(plan.block_size))
+            .sum();
+        let decompress = matches!(
+            ty,
+            OpType::ReplaceBz | OpType::ReplaceXz | OpType::ReplaceZstd
+        ) && dst_bytes <= self.max_op_size
+            && self.has_slot[pi];
+        let cost = 4096 + if has_data { len } else { 0 } + if decompress { dst_bytes } else { 0 };
+        if !self.budget.acquire(cost) {
+            return Ok(None);
+        }
+        let at = self.r.offset();
+        let mut blob = Vec::new();
+        if has_data {
+            blob = self.pool.take();
+            if let Err(e) = self.r.read_vec(&mut blob, len as usize, "operation data") {
+                self.budget.release(cost);
+                return Err(e);
+            }
+            self.data_off += len;
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        Ok(Some(Job {
+            seq,
+            part: pi,
+            op: k,
+            ty,
+            has_data,
+            decompress,
+            blob,
+            at,
+            cost,
+            done: Done {
+                index,
+                next_data_offset: self.data_off,
+                file_hash: self.r.file_hash.clone(),
+                signed_hash: self.r.signed_hash.clone(),
+                offset: self.r.offset(),
+            },
+        }))
+    }
 }
 
 /// One operation on its way through the pipeline.

@@ -38,24 +38,31 @@ pub(super) fn delta_ops(
 ) -> Result<()> {
     let new = Blocks::new(new);
     let old = Blocks::new(old);
-    let old_blocks = old.count() as usize;
-    let nb = new.count() as usize;
-    // Index of every non-zero old block by content.
-    let keys: Vec<Option<u64>> = (0..old.count())
-        .into_par_iter()
-        .map(|i| {
-            let b = old.block(i);
-            (!b.iter().all(|&x| x == 0)).then(|| block_key(b))
-        })
-        .collect();
-    let mut index: HashMap<u64, u64> = HashMap::with_capacity(old_blocks);
-    for (i, k) in keys.iter().enumerate() {
-        if let Some(k) = k {
-            index.entry(*k).or_insert(i as u64);
-        }
-    }
-    drop(keys);
-    let lookup: Vec<Block> = (0..new.count())
+    let mut class = match_blocks(&new, &old);
+    prefer_continued_copies(&mut class, &new, &old);
+    diff_short_copies(&mut class);
+    let jobs = group_runs(&class, &old, opts);
+    // The classification is as large as the image in blocks: free it
+    // before the anchor index is built.
+    drop(class);
+    let anchors = AnchorIndex::new(&old);
+    in_order(
+        jobs,
+        |j| match j {
+            Job::Ready(o) => Ok(o),
+            Job::Diff { start, len, hint } => {
+                diff_piece(&new, &old, &anchors, start, len, hint, opts)
+            }
+        },
+        emit,
+    )
+}
+
+/// Every new block classified: zero, the same content as an old block (the
+/// first one with it), or changed.
+fn match_blocks(new: &Blocks<'_>, old: &Blocks<'_>) -> Vec<Block> {
+    let index = old_block_index(old);
+    (0..new.count())
         .into_par_iter()
         .map(|i| {
             let b = new.block(i);
@@ -68,11 +75,32 @@ pub(super) fn delta_ops(
                 }
             }
         })
+        .collect()
+}
+
+/// Index of every non-zero old block by content: key → first block number.
+fn old_block_index(old: &Blocks<'_>) -> HashMap<u64, u64> {
+    let keys: Vec<Option<u64>> = (0..old.count())
+        .into_par_iter()
+        .map(|i| {
+            let b = old.block(i);
+            (!b.iter().all(|&x| x == 0)).then(|| block_key(b))
+        })
         .collect();
-    drop(index);
-    // Prefer continuing the previous copy run over the first match.
-    let mut class = lookup;
-    for i in 1..nb {
+    let mut index: HashMap<u64, u64> = HashMap::with_capacity(old.count() as usize);
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(k) = k {
+            index.entry(*k).or_insert(i as u64);
+        }
+    }
+    index
+}
+
+/// Prefer continuing the previous copy run over the first match, so copies
+/// of repeated content stay one run.
+fn prefer_continued_copies(class: &mut [Block], new: &Blocks<'_>, old: &Blocks<'_>) {
+    let old_blocks = old.count() as usize;
+    for i in 1..class.len() {
         if let (Block::Copy(prev), Block::Copy(_)) = (class[i - 1], class[i])
             && (prev as usize + 1) < old_blocks
             && old.block(prev + 1) == new.block(i as u64)
@@ -80,10 +108,14 @@ pub(super) fn delta_ops(
             class[i] = Block::Copy(prev + 1);
         }
     }
-    // Short copy runs between changed blocks go into the diff instead: a
-    // SOURCE_COPY costs ~60 manifest bytes, while the bsdiff (whose source
-    // is content-matched and so holds those blocks) encodes them almost
-    // for free, and the diffed piece keeps its context.
+}
+
+/// Short copy runs between changed blocks go into the diff instead: a
+/// SOURCE_COPY costs ~60 manifest bytes, while the bsdiff (whose source is
+/// content-matched and so holds those blocks) encodes them almost for free,
+/// and the diffed piece keeps its context.
+fn diff_short_copies(class: &mut [Block]) {
+    let nb = class.len();
     let mut i = 0;
     while i < nb {
         if !matches!(class[i], Block::Copy(_)) {
@@ -100,47 +132,35 @@ pub(super) fn delta_ops(
             class[s0..i].fill(Block::Changed);
         }
     }
-    // Group into runs.
+}
+
+/// Runs of equally classified blocks as jobs: ZERO and SOURCE_COPY
+/// operations (up to `chunk_blocks`), changed runs to diff (up to
+/// `diff_blocks`, with the last copy's shift as the hint where they came from).
+fn group_runs(class: &[Block], old: &Blocks<'_>, opts: &GenOptions) -> Vec<Job> {
+    let nb = class.len();
+    let chunk = opts.chunk_blocks as usize;
     let mut jobs = Vec::new();
     let mut i = 0usize;
     let mut last_shift: i64 = 0;
     while i < nb {
         let start = i;
-        match class[i] {
+        let job = match class[i] {
             Block::Zero => {
-                while i < nb && class[i] == Block::Zero && (i - start) < opts.chunk_blocks as usize
-                {
+                while i < nb && class[i] == Block::Zero && (i - start) < chunk {
                     i += 1;
                 }
-                let dst = vec![Extent::new(start as u64, (i - start) as u64)];
-                let op = InstallOperation {
-                    r#type: OpType::Zero as i32,
-                    dst_extents: dst,
-                    ..Default::default()
-                };
-                jobs.push(Job::Ready((op, None)));
+                zero_op(start as u64, (i - start) as u64)
             }
             Block::Copy(s0) => {
                 let mut s = s0;
                 i += 1;
-                while i < nb
-                    && class[i] == Block::Copy(s + 1)
-                    && (i - start) < opts.chunk_blocks as usize
-                {
+                while i < nb && class[i] == Block::Copy(s + 1) && (i - start) < chunk {
                     s += 1;
                     i += 1;
                 }
-                let n = (i - start) as u64;
                 last_shift = s0 as i64 - start as i64;
-                let src = old.range(s0, s0 + n);
-                let op = InstallOperation {
-                    r#type: OpType::SourceCopy as i32,
-                    src_extents: vec![Extent::new(s0, n)],
-                    dst_extents: vec![Extent::new(start as u64, n)],
-                    src_sha256_hash: Some(sha256(&src).to_vec()),
-                    ..Default::default()
-                };
-                jobs.push(Job::Ready((op, None)));
+                copy_op(old, s0, start as u64, (i - start) as u64)
             }
             Block::Changed => {
                 while i < nb
@@ -149,26 +169,39 @@ pub(super) fn delta_ops(
                 {
                     i += 1;
                 }
-                jobs.push(Job::Diff {
+                Job::Diff {
                     start: start as u64,
                     len: (i - start) as u64,
                     hint: last_shift,
-                });
+                }
             }
-        }
+        };
+        jobs.push(job);
     }
-    drop(class);
-    let anchors = AnchorIndex::new(&old);
-    in_order(
-        jobs,
-        |j| match j {
-            Job::Ready(o) => Ok(o),
-            Job::Diff { start, len, hint } => {
-                diff_piece(&new, &old, &anchors, start, len, hint, opts)
-            }
-        },
-        emit,
-    )
+    jobs
+}
+
+/// ZERO over `len` blocks at `start`.
+fn zero_op(start: u64, len: u64) -> Job {
+    let op = InstallOperation {
+        r#type: OpType::Zero as i32,
+        dst_extents: vec![Extent::new(start, len)],
+        ..Default::default()
+    };
+    Job::Ready((op, None))
+}
+
+/// SOURCE_COPY of `n` old blocks at `src` to the new blocks at `dst`.
+fn copy_op(old: &Blocks<'_>, src: u64, dst: u64, n: u64) -> Job {
+    let data = old.range(src, src + n);
+    let op = InstallOperation {
+        r#type: OpType::SourceCopy as i32,
+        src_extents: vec![Extent::new(src, n)],
+        dst_extents: vec![Extent::new(dst, n)],
+        src_sha256_hash: Some(sha256(&data).to_vec()),
+        ..Default::default()
+    };
+    Job::Ready((op, None))
 }
 
 /// Best operation for a run of changed blocks: bsdiff against the old data

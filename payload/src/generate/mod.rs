@@ -120,7 +120,7 @@ pub fn best_replace(data: &[u8], opts: &GenOptions) -> Result<(OpType, Vec<u8>)>
                 e.write_all(data).and_then(|_| e.finish())
             }
             Compressor::Xz => {
-                let mut e = xz2::write::XzEncoder::new(Vec::new(), opts.xz_level);
+                let mut e = liblzma::write::XzEncoder::new(Vec::new(), opts.xz_level);
                 e.write_all(data).and_then(|_| e.finish())
             }
             Compressor::Zstd => zstd::bulk::compress(data, opts.zstd_level),
@@ -151,89 +151,123 @@ fn data_op(ty: OpType, dst: Vec<Extent>, blob: &[u8]) -> InstallOperation {
 /// Generate a payload for all images of a release (full for images without
 /// `old`, delta otherwise).
 pub fn generate(parts: &[PartitionInput<'_>], opts: &GenOptions) -> Result<UnsignedPayload> {
-    let zstd = opts.compressors.contains(&Compressor::Zstd) && opts.major == 2;
-    let delta = parts.iter().any(|p| p.old.is_some());
-    if opts.major == 1 && delta {
+    check_layout(parts, opts)?;
+    let mut blobs = BlobStore::temp()?;
+    let updates = parts
+        .iter()
+        .map(|p| partition_update(p, opts, &mut blobs))
+        .collect::<Result<Vec<_>>>()?;
+    let manifest = if opts.major == 1 {
+        manifest_v1(updates)?
+    } else {
+        manifest_v2(updates, parts, opts)
+    };
+    Ok(UnsignedPayload { manifest, blobs })
+}
+
+/// Major version 1 (Flatcar's) is full only, with a "usr" image and
+/// optionally a "kernel".
+fn check_layout(parts: &[PartitionInput<'_>], opts: &GenOptions) -> Result<()> {
+    if opts.major != 1 {
+        return Ok(());
+    }
+    if parts.iter().any(|p| p.old.is_some()) {
         return Err(PayloadError::Generate(
             "major version 1 payloads are full only".into(),
         ));
     }
-    if opts.major == 1
-        && (parts.is_empty()
-            || parts[0].name != "usr"
-            || parts.iter().skip(1).any(|p| p.name != "kernel"))
+    if parts.is_empty()
+        || parts[0].name != "usr"
+        || parts.iter().skip(1).any(|p| p.name != "kernel")
     {
         return Err(PayloadError::Generate(
             "major version 1 holds a \"usr\" image and optionally a \"kernel\"".into(),
         ));
     }
-    let mut blobs = BlobStore::temp()?;
-    let mut updates = Vec::new();
-    for p in parts {
-        let mut ops = Vec::new();
-        // Blobs go to the temp file as soon as their window is done, in
-        // operation order: the data offsets come out as before.
-        let mut emit = |(mut op, blob): OpBlob| -> Result<()> {
-            if let Some(blob) = blob {
-                op.data_offset = Some(blobs.append(&blob)?);
-            }
-            ops.push(op);
-            Ok(())
-        };
-        match p.old {
-            Some(old) => delta::delta_ops(p.new, old, opts, &mut emit)?,
-            None => full_ops(p.new, opts, &mut emit)?,
+    Ok(())
+}
+
+/// One image's operations (delta when it has an old image), their blobs
+/// appended to `blobs`.
+fn partition_update(
+    p: &PartitionInput<'_>,
+    opts: &GenOptions,
+    blobs: &mut BlobStore,
+) -> Result<PartitionUpdate> {
+    let mut ops = Vec::new();
+    // Blobs go to the temp file as soon as their window is done, in
+    // operation order: the data offsets come out as before.
+    let mut emit = |(mut op, blob): OpBlob| -> Result<()> {
+        if let Some(blob) = blob {
+            op.data_offset = Some(blobs.append(&blob)?);
         }
-        updates.push(PartitionUpdate {
-            partition_name: p.name.clone(),
-            new_partition_info: Some(PartitionInfo {
-                size: Some(p.new.len() as u64),
-                hash: Some(sha256(p.new).to_vec()),
-            }),
-            old_partition_info: p.old.map(|o| PartitionInfo {
-                size: Some(o.len() as u64),
-                hash: Some(sha256(o).to_vec()),
-            }),
-            operations: ops,
-            ..Default::default()
-        });
-    }
-    let manifest = if opts.major == 1 {
-        let mut it = updates.into_iter();
-        let usr = it
-            .next()
-            .ok_or_else(|| PayloadError::Generate("no images".into()))?;
-        Manifest::V1(ManifestV1 {
-            partition_operations: usr.operations,
-            block_size: Some(BLOCK_SIZE as u32),
-            new_partition_info: usr.new_partition_info,
-            procedures: it
-                .map(|k| crate::proto::InstallProcedure {
-                    r#type: Some(crate::proto::PROCEDURE_KERNEL),
-                    operations: k.operations,
-                    old_info: None,
-                    new_info: k.new_partition_info,
-                })
-                .collect(),
-            ..Default::default()
-        })
-    } else {
-        Manifest::V2(ManifestV2 {
-            block_size: Some(BLOCK_SIZE as u32),
-            minor_version: Some(if zstd {
-                MINOR_ZSTD
-            } else if delta {
-                MINOR_DELTA
-            } else {
-                MINOR_FULL
-            }),
-            partitions: updates,
-            max_timestamp: opts.timestamp,
-            release: opts.release.clone(),
-            ..Default::default()
-        })
+        ops.push(op);
+        Ok(())
     };
-    Ok(UnsignedPayload { manifest, blobs })
+    match p.old {
+        Some(old) => delta::delta_ops(p.new, old, opts, &mut emit)?,
+        None => full_ops(p.new, opts, &mut emit)?,
+    }
+    Ok(PartitionUpdate {
+        partition_name: p.name.clone(),
+        new_partition_info: Some(PartitionInfo {
+            size: Some(p.new.len() as u64),
+            hash: Some(sha256(p.new).to_vec()),
+        }),
+        old_partition_info: p.old.map(|o| PartitionInfo {
+            size: Some(o.len() as u64),
+            hash: Some(sha256(o).to_vec()),
+        }),
+        operations: ops,
+        ..Default::default()
+    })
+}
+
+/// A v1 manifest: the first update is "usr", the others kernel procedures.
+fn manifest_v1(updates: Vec<PartitionUpdate>) -> Result<Manifest> {
+    let mut it = updates.into_iter();
+    let usr = it
+        .next()
+        .ok_or_else(|| PayloadError::Generate("no images".into()))?;
+    Ok(Manifest::V1(ManifestV1 {
+        partition_operations: usr.operations,
+        block_size: Some(BLOCK_SIZE as u32),
+        new_partition_info: usr.new_partition_info,
+        procedures: it
+            .map(|k| crate::proto::InstallProcedure {
+                r#type: Some(crate::proto::PROCEDURE_KERNEL),
+                operations: k.operations,
+                old_info: None,
+                new_info: k.new_partition_info,
+            })
+            .collect(),
+        ..Default::default()
+    }))
+}
+
+/// A v2 manifest; its minor version says what a reader must support (zstd,
+/// then delta operations).
+fn manifest_v2(
+    updates: Vec<PartitionUpdate>,
+    parts: &[PartitionInput<'_>],
+    opts: &GenOptions,
+) -> Manifest {
+    let zstd = opts.compressors.contains(&Compressor::Zstd) && opts.major == 2;
+    let delta = parts.iter().any(|p| p.old.is_some());
+    Manifest::V2(ManifestV2 {
+        block_size: Some(BLOCK_SIZE as u32),
+        minor_version: Some(if zstd {
+            MINOR_ZSTD
+        } else if delta {
+            MINOR_DELTA
+        } else {
+            MINOR_FULL
+        }),
+        partitions: updates,
+        max_timestamp: opts.timestamp,
+        release: opts.release.clone(),
+        ..Default::default()
+    })
 }
 
 /// An operation and its blob (none for ZERO and SOURCE_COPY).

@@ -72,14 +72,15 @@ fn init_logging() {
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
     };
     let tty = std::io::stderr().is_terminal();
-    if std::env::var_os("JOURNAL_STREAM").is_some() && !tty {
-        if let Ok(journald) = tracing_journald::layer() {
-            tracing_subscriber::registry()
-                .with(filter())
-                .with(journald.with_syslog_identifier("update_engine".into()))
-                .init();
-            return;
-        }
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && !tty
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        tracing_subscriber::registry()
+            .with(filter())
+            .with(journald.with_syslog_identifier("update_engine".into()))
+            .init();
+        return;
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter())

@@ -127,10 +127,10 @@ impl Daemon {
             schedule: &self.settings.schedule,
             now: SystemTime::now(),
         });
-        if let Some(state) = &verdict.save {
-            if let Err(e) = prefs.save_payload_state(state) {
-                tracing::warn!("cannot save the payload state: {}", crate::error_chain(&e));
-            }
+        if let Some(state) = &verdict.save
+            && let Err(e) = prefs.save_payload_state(state)
+        {
+            tracing::warn!("cannot save the payload state: {}", crate::error_chain(&e));
         }
         match verdict.result {
             Ok(accepted) => {

@@ -22,11 +22,11 @@ impl Daemon {
         // The downloader always starts at `urls[0]` and falls back in order,
         // so rotating the list is how a restart resumes at the URL the
         // payload state reached.
-        if let Some((state, _)) = &self.payload_state {
-            if !info.urls.is_empty() {
-                let n = state.url_index % info.urls.len();
-                info.urls.rotate_left(n);
-            }
+        if let Some((state, _)) = &self.payload_state
+            && !info.urls.is_empty()
+        {
+            let n = state.url_index % info.urls.len();
+            info.urls.rotate_left(n);
         }
         Some(InstallJob {
             root: self.root.clone(),

@@ -91,7 +91,7 @@ pub async fn run(check: &Check, timeout: Duration) -> CheckOutcome {
     }
     // Retried briefly on ETXTBSY (a check written a moment ago); the sleep
     // blocks this task for at most ~200 ms, and only in that rare case.
-    let child = crate::fsutil::retry_text_busy(|| spawn(check));
+    let child = ab_node::retry_text_busy(|| spawn(check));
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {

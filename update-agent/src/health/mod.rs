@@ -473,10 +473,8 @@ fn offered_version(prefs: &Prefs) -> Option<String> {
 /// Tells the reboot coordinator this boot reached steady state (the marker in
 /// `/run` is gone after the next reboot, so it always speaks of this boot).
 fn write_steady(root: &Root, version: &str) -> Result<(), HealthError> {
-    coordinator::node::write_steady(root.dir(), version).map_err(io_err(format!(
-        "writing {}",
-        coordinator::node::STEADY_MARKER
-    )))
+    ab_node::write_steady(root.dir(), version)
+        .map_err(io_err(format!("writing {}", ab_node::STEADY_MARKER)))
 }
 
 fn reboot(env: &GateEnv, cfg: &HealthConfig, state_dir: &Path) -> RebootResult {
@@ -497,13 +495,13 @@ fn reboot(env: &GateEnv, cfg: &HealthConfig, state_dir: &Path) -> RebootResult {
     if let Err(e) = guard.record(&env.boot_id, now) {
         return RebootResult::Failed(format!("recording the reboot: {e}"));
     }
-    let Some((prog, args)) = cfg.reboot_command.split_first() else {
+    if cfg.reboot_command.is_empty() {
         return RebootResult::Refused("no reboot command configured".into());
-    };
+    }
     info!(command = ?cfg.reboot_command, "rebooting into the previous slot");
-    match crate::fsutil::retry_text_busy(|| std::process::Command::new(prog).args(args).status()) {
-        Ok(s) if s.success() => RebootResult::Issued,
-        Ok(s) => RebootResult::Failed(format!("{prog} exited with {s}")),
-        Err(e) => RebootResult::Failed(format!("cannot run {prog}: {e}")),
+    // The same reboot call as the coordinator's (ab_node).
+    match ab_node::reboot::reboot(&cfg.reboot_command) {
+        Ok(()) => RebootResult::Issued,
+        Err(e) => RebootResult::Failed(crate::error_chain(&e)),
     }
 }

@@ -363,10 +363,10 @@ fn finish(
 }
 
 fn remove_quietly(path: &Path) {
-    if let Err(e) = fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound {
-            tracing::warn!("cannot remove {}: {e}", path.display());
-        }
+    if let Err(e) = fs::remove_file(path)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!("cannot remove {}: {e}", path.display());
     }
 }
 

@@ -4,97 +4,17 @@
 //! `/etc/flatcar/update.conf` over `/usr/share/flatcar/update.conf`) → [`Config::from_values`]
 //! (defaults, validation, TLS files read and checked) → the coordinator.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod key_values;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::window::{Window, WindowError, parse_go_duration};
+use crate::window::{DurationError, Window, WindowError, parse_go_duration};
 
-/// Where Flatcar keeps update.conf, most important first (the first file holding a key wins).
-pub const UPDATE_CONF_PATHS: [&str; 2] =
-    ["etc/flatcar/update.conf", "usr/share/flatcar/update.conf"];
+pub use key_values::{KeyValues, UPDATE_CONF_PATHS};
 
 /// locksmithd's default etcd endpoints.
 pub const DEFAULT_ENDPOINTS: [&str; 2] = ["http://127.0.0.1:2379", "http://127.0.0.1:4001"];
-
-/// Raw configuration pairs; the first layer that holds a key wins.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyValues(HashMap<String, String>);
-
-impl KeyValues {
-    /// Parses one update.conf: `KEY=VALUE` lines split on the first `=`, blank lines and `#`
-    /// comments skipped, one pair of surrounding `"…"` or `'…'` stripped (as systemd's
-    /// `EnvironmentFile=` does for locksmithd).
-    pub fn parse(text: &str) -> Self {
-        let mut map = HashMap::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                continue;
-            };
-            let value = value.trim();
-            let value = strip_quotes(value);
-            map.insert(key.trim().to_owned(), value.to_owned());
-        }
-        KeyValues(map)
-    }
-
-    /// Reads the update.conf files under `root` (`/` on a real node); missing files are fine.
-    pub fn load(root: &Path) -> Result<Self, ConfigError> {
-        let mut merged = KeyValues::default();
-        for rel in UPDATE_CONF_PATHS {
-            let path = root.join(rel);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => merged.fill_from(KeyValues::parse(&text)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(ConfigError::Read { path, source }),
-            }
-        }
-        Ok(merged)
-    }
-
-    /// Adds the keys of `lower` that this map does not have yet.
-    pub fn fill_from(&mut self, lower: KeyValues) {
-        for (k, v) in lower.0 {
-            self.0.entry(k).or_insert(v);
-        }
-    }
-
-    /// Sets a key (highest precedence), e.g. from the process environment.
-    pub fn set(&mut self, key: &str, value: &str) {
-        self.0.insert(key.to_owned(), value.to_owned());
-    }
-
-    /// The value of `key`, `None` when absent or empty.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for KeyValues {
-    fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
-        KeyValues(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
-    }
-}
-
-fn strip_quotes(v: &str) -> &str {
-    for q in ['"', '\''] {
-        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
-            return &v[1..v.len() - 1];
-        }
-    }
-    v
-}
 
 /// `REBOOT_STRATEGY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +80,9 @@ impl std::fmt::Debug for Tls {
 /// etcd user and password (`LOCKSMITHD_ETCD_USERNAME` / `_PASSWORD`).
 #[derive(Clone)]
 pub struct Auth {
+    /// The etcd user.
     pub username: String,
+    /// Its password (never logged).
     pub password: String,
 }
 
@@ -175,7 +97,9 @@ impl std::fmt::Debug for Auth {
 /// Exponential backoff bounds while the lock is busy or unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    /// The first delay.
     pub min: Duration,
+    /// The cap.
     pub max: Duration,
 }
 
@@ -190,11 +114,15 @@ impl Backoff {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `REBOOT_STRATEGY`.
     pub strategy: Strategy,
+    /// The reboot window; `None`: any time.
     pub window: Option<Window>,
     /// etcd endpoints, or the FleetLock base URL (first entry) for `fleet-lock`.
     pub endpoints: Vec<String>,
+    /// TLS material for the endpoints.
     pub tls: Tls,
+    /// etcd credentials, if any.
     pub auth: Option<Auth>,
     /// `LOCKSMITHD_GROUP`; FleetLock uses `default` when unset.
     pub group: Option<String>,
@@ -214,41 +142,73 @@ pub struct Config {
 /// Configuration errors, each naming the key and the offending value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {path}: {source}")]
+    /// An update.conf file exists but cannot be read.
+    #[error("reading {path}")]
     Read {
+        /// The file's path.
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// `REBOOT_STRATEGY` names no strategy.
     #[error("REBOOT_STRATEGY={0:?} is not one of reboot, etcd-lock, fleet-lock, off")]
     UnknownStrategy(String),
-    #[error("reboot window: {0}")]
+    /// The reboot window keys are invalid.
+    #[error("reboot window")]
     Window(#[from] WindowError),
+    /// A value is out of range or not one of the allowed words.
     #[error("{key}={value:?}: {reason}")]
     BadValue {
+        /// The key.
         key: &'static str,
+        /// Its value.
         value: String,
-        reason: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
-    #[error("LOCKSMITHD_ENDPOINT: {value:?} is not an http:// or https:// URL")]
-    BadEndpoint { value: String },
-    #[error("{key}={path:?}: {source}")]
-    TlsFile {
+    /// A duration key does not hold a Go duration.
+    #[error("{key}={value:?}")]
+    BadDuration {
+        /// The key.
         key: &'static str,
+        /// Its value.
+        value: String,
+        #[source]
+        source: DurationError,
+    },
+    /// An endpoint is not an HTTP(S) URL.
+    #[error("LOCKSMITHD_ENDPOINT: {value:?} is not an http:// or https:// URL")]
+    BadEndpoint {
+        /// The offending endpoint.
+        value: String,
+    },
+    /// A TLS file cannot be read.
+    #[error("{key}={path:?}")]
+    TlsFile {
+        /// The key naming the file.
+        key: &'static str,
+        /// The file's path.
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// A TLS file holds no PEM block of the expected kind.
     #[error("{key}={path:?}: no PEM {what} in the file")]
     TlsPem {
+        /// The key naming the file.
         key: &'static str,
+        /// The file's path.
         path: PathBuf,
+        /// What was expected ("certificate", "private key").
         what: &'static str,
     },
+    /// Only one of the client certificate and its key is set.
     #[error("LOCKSMITHD_ETCD_CERTFILE and LOCKSMITHD_ETCD_KEYFILE must be set together")]
     CertWithoutKey,
+    /// Only one of the etcd user and password is set.
     #[error("LOCKSMITHD_ETCD_USERNAME and LOCKSMITHD_ETCD_PASSWORD must be set together")]
     UserWithoutPassword,
+    /// FleetLock has no default server.
     #[error(
         "REBOOT_STRATEGY=fleet-lock needs LOCKSMITHD_ENDPOINT (the FleetLock server's base URL)"
     )]
@@ -262,7 +222,7 @@ impl ConfigError {
             ConfigError::Read { .. } => "config_read",
             ConfigError::UnknownStrategy(_) => "config_strategy",
             ConfigError::Window(_) => "config_window",
-            ConfigError::BadValue { .. } => "config_value",
+            ConfigError::BadValue { .. } | ConfigError::BadDuration { .. } => "config_value",
             ConfigError::BadEndpoint { .. } | ConfigError::FleetLockWithoutEndpoint => {
                 "config_endpoint"
             }
@@ -281,10 +241,10 @@ fn duration_key(
 ) -> Result<Duration, ConfigError> {
     match kv.get(key) {
         None => Ok(default),
-        Some(v) => parse_go_duration(v).map_err(|e| ConfigError::BadValue {
+        Some(v) => parse_go_duration(v).map_err(|source| ConfigError::BadDuration {
             key,
             value: v.to_owned(),
-            reason: e.to_string(),
+            source,
         }),
     }
 }
@@ -312,125 +272,18 @@ impl Config {
     /// Validates raw values. Reads the TLS files named in them (paths are taken as given).
     pub fn from_values(kv: &KeyValues) -> Result<Self, ConfigError> {
         let strategy = kv.get("REBOOT_STRATEGY").unwrap_or("reboot").parse()?;
-
-        // locksmithd: REBOOT_WINDOW_* first, the older LOCKSMITHD_REBOOT_WINDOW_* when both are unset.
-        let (mut start, mut length) = (
-            kv.get("REBOOT_WINDOW_START"),
-            kv.get("REBOOT_WINDOW_LENGTH"),
-        );
-        if start.is_none() && length.is_none() {
-            start = kv.get("LOCKSMITHD_REBOOT_WINDOW_START");
-            length = kv.get("LOCKSMITHD_REBOOT_WINDOW_LENGTH");
-        }
-        let window = match (start, length) {
-            (None, None) => None,
-            (Some(s), Some(l)) => Some(Window::parse(s, l)?),
-            _ => return Err(WindowError::HalfSet.into()),
-        };
-
-        let explicit_endpoints = kv.get("LOCKSMITHD_ENDPOINT");
-        let endpoints: Vec<String> = match explicit_endpoints {
-            Some(v) => v
-                .split(',')
-                .map(|e| e.trim().trim_end_matches('/').to_owned())
-                .collect(),
-            None => DEFAULT_ENDPOINTS.iter().map(|e| e.to_string()).collect(),
-        };
-        for e in &endpoints {
-            if !(e.starts_with("http://") || e.starts_with("https://"))
-                || e.len() < "http://x".len()
-            {
-                return Err(ConfigError::BadEndpoint { value: e.clone() });
-            }
-        }
-        if strategy == Strategy::FleetLock && explicit_endpoints.is_none() {
-            return Err(ConfigError::FleetLockWithoutEndpoint);
-        }
-
-        let ca_pem = match kv.get("LOCKSMITHD_ETCD_CAFILE") {
-            Some(p) => Some(read_pem(
-                "LOCKSMITHD_ETCD_CAFILE",
-                p,
-                "CERTIFICATE-----",
-                "certificate",
-            )?),
-            None => None,
-        };
-        let identity_pem = match (
-            kv.get("LOCKSMITHD_ETCD_CERTFILE"),
-            kv.get("LOCKSMITHD_ETCD_KEYFILE"),
-        ) {
-            (None, None) => None,
-            (Some(c), Some(k)) => {
-                let mut pem = read_pem(
-                    "LOCKSMITHD_ETCD_CERTFILE",
-                    c,
-                    "CERTIFICATE-----",
-                    "certificate",
-                )?;
-                pem.push(b'\n');
-                pem.extend(read_pem(
-                    "LOCKSMITHD_ETCD_KEYFILE",
-                    k,
-                    "PRIVATE KEY-----",
-                    "private key",
-                )?);
-                Some(pem)
-            }
-            _ => return Err(ConfigError::CertWithoutKey),
-        };
-
-        let auth = match (
-            kv.get("LOCKSMITHD_ETCD_USERNAME"),
-            kv.get("LOCKSMITHD_ETCD_PASSWORD"),
-        ) {
-            (None, None) => None,
-            (Some(u), Some(p)) => Some(Auth {
-                username: u.to_owned(),
-                password: p.to_owned(),
-            }),
-            _ => return Err(ConfigError::UserWithoutPassword),
-        };
-
-        let backoff = Backoff {
-            min: duration_key(kv, "COORDINATOR_BACKOFF_MIN", Duration::from_secs(5))?,
-            max: duration_key(kv, "COORDINATOR_BACKOFF_MAX", Duration::from_secs(300))?,
-        };
-        if backoff.min.is_zero() || backoff.max < backoff.min {
-            return Err(ConfigError::BadValue {
-                key: "COORDINATOR_BACKOFF_MAX",
-                value: format!("{:?}", backoff.max),
-                reason: "backoff bounds must satisfy 0 < min <= max".into(),
-            });
-        }
-        let poll_interval = duration_key(kv, "COORDINATOR_POLL_INTERVAL", Duration::from_secs(5))?;
-        if poll_interval.is_zero() {
-            return Err(ConfigError::BadValue {
-                key: "COORDINATOR_POLL_INTERVAL",
-                value: "0".into(),
-                reason: "must be positive".into(),
-            });
-        }
-        let health_gate = match kv.get("COORDINATOR_HEALTH_GATE").unwrap_or("marker") {
-            "marker" => true,
-            "none" => false,
-            other => {
-                return Err(ConfigError::BadValue {
-                    key: "COORDINATOR_HEALTH_GATE",
-                    value: other.to_owned(),
-                    reason: "expected `marker` or `none`".into(),
-                });
-            }
-        };
-
+        let window = reboot_window(kv)?;
+        let endpoints = endpoints(kv, strategy)?;
+        let tls = tls(kv)?;
+        let auth = auth(kv)?;
+        let backoff = backoff(kv)?;
+        let poll_interval = poll_interval(kv)?;
+        let health_gate = health_gate(kv)?;
         Ok(Config {
             strategy,
             window,
             endpoints,
-            tls: Tls {
-                ca_pem,
-                identity_pem,
-            },
+            tls,
             auth,
             group: kv.get("LOCKSMITHD_GROUP").map(str::to_owned),
             reboot_command: kv.get("COORDINATOR_REBOOT_COMMAND").map(str::to_owned),
@@ -442,42 +295,150 @@ impl Config {
     }
 }
 
+/// `REBOOT_WINDOW_START` + `_LENGTH`; like locksmithd, the older
+/// `LOCKSMITHD_REBOOT_WINDOW_*` pair counts only when both new keys are unset.
+fn reboot_window(kv: &KeyValues) -> Result<Option<Window>, ConfigError> {
+    let (mut start, mut length) = (
+        kv.get("REBOOT_WINDOW_START"),
+        kv.get("REBOOT_WINDOW_LENGTH"),
+    );
+    if start.is_none() && length.is_none() {
+        start = kv.get("LOCKSMITHD_REBOOT_WINDOW_START");
+        length = kv.get("LOCKSMITHD_REBOOT_WINDOW_LENGTH");
+    }
+    match (start, length) {
+        (None, None) => Ok(None),
+        (Some(s), Some(l)) => Ok(Some(Window::parse(s, l)?)),
+        _ => Err(WindowError::HalfSet.into()),
+    }
+}
+
+/// `LOCKSMITHD_ENDPOINT` (comma separated, trailing `/` dropped) or locksmithd's defaults;
+/// FleetLock has no default server.
+fn endpoints(kv: &KeyValues, strategy: Strategy) -> Result<Vec<String>, ConfigError> {
+    let explicit = kv.get("LOCKSMITHD_ENDPOINT");
+    let endpoints: Vec<String> = match explicit {
+        Some(v) => v
+            .split(',')
+            .map(|e| e.trim().trim_end_matches('/').to_owned())
+            .collect(),
+        None => DEFAULT_ENDPOINTS.iter().map(|e| e.to_string()).collect(),
+    };
+    for e in &endpoints {
+        if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < "http://x".len() {
+            return Err(ConfigError::BadEndpoint { value: e.clone() });
+        }
+    }
+    if strategy == Strategy::FleetLock && explicit.is_none() {
+        return Err(ConfigError::FleetLockWithoutEndpoint);
+    }
+    Ok(endpoints)
+}
+
+/// The CA bundle and the client identity (certificate, then key), read and checked now so a
+/// bad file stops the start instead of the first lock attempt.
+fn tls(kv: &KeyValues) -> Result<Tls, ConfigError> {
+    let ca_pem = match kv.get("LOCKSMITHD_ETCD_CAFILE") {
+        Some(p) => Some(read_pem(
+            "LOCKSMITHD_ETCD_CAFILE",
+            p,
+            "CERTIFICATE-----",
+            "certificate",
+        )?),
+        None => None,
+    };
+    let identity_pem = match (
+        kv.get("LOCKSMITHD_ETCD_CERTFILE"),
+        kv.get("LOCKSMITHD_ETCD_KEYFILE"),
+    ) {
+        (None, None) => None,
+        (Some(c), Some(k)) => {
+            let mut pem = read_pem(
+                "LOCKSMITHD_ETCD_CERTFILE",
+                c,
+                "CERTIFICATE-----",
+                "certificate",
+            )?;
+            pem.push(b'\n');
+            pem.extend(read_pem(
+                "LOCKSMITHD_ETCD_KEYFILE",
+                k,
+                "PRIVATE KEY-----",
+                "private key",
+            )?);
+            Some(pem)
+        }
+        _ => return Err(ConfigError::CertWithoutKey),
+    };
+    Ok(Tls {
+        ca_pem,
+        identity_pem,
+    })
+}
+
+/// `LOCKSMITHD_ETCD_USERNAME` + `_PASSWORD`, both or neither.
+fn auth(kv: &KeyValues) -> Result<Option<Auth>, ConfigError> {
+    match (
+        kv.get("LOCKSMITHD_ETCD_USERNAME"),
+        kv.get("LOCKSMITHD_ETCD_PASSWORD"),
+    ) {
+        (None, None) => Ok(None),
+        (Some(u), Some(p)) => Ok(Some(Auth {
+            username: u.to_owned(),
+            password: p.to_owned(),
+        })),
+        _ => Err(ConfigError::UserWithoutPassword),
+    }
+}
+
+/// `COORDINATOR_BACKOFF_MIN` / `_MAX`: 0 < min <= max.
+fn backoff(kv: &KeyValues) -> Result<Backoff, ConfigError> {
+    let backoff = Backoff {
+        min: duration_key(kv, "COORDINATOR_BACKOFF_MIN", Duration::from_secs(5))?,
+        max: duration_key(kv, "COORDINATOR_BACKOFF_MAX", Duration::from_secs(300))?,
+    };
+    if backoff.min.is_zero() || backoff.max < backoff.min {
+        return Err(ConfigError::BadValue {
+            key: "COORDINATOR_BACKOFF_MAX",
+            value: format!("{:?}", backoff.max),
+            reason: "backoff bounds must satisfy 0 < min <= max",
+        });
+    }
+    Ok(backoff)
+}
+
+/// `COORDINATOR_POLL_INTERVAL`, positive (a zero interval would spin).
+fn poll_interval(kv: &KeyValues) -> Result<Duration, ConfigError> {
+    let poll_interval = duration_key(kv, "COORDINATOR_POLL_INTERVAL", Duration::from_secs(5))?;
+    if poll_interval.is_zero() {
+        return Err(ConfigError::BadValue {
+            key: "COORDINATOR_POLL_INTERVAL",
+            value: "0".into(),
+            reason: "must be positive",
+        });
+    }
+    Ok(poll_interval)
+}
+
+/// `COORDINATOR_HEALTH_GATE`: `marker` (the default) or `none`.
+fn health_gate(kv: &KeyValues) -> Result<bool, ConfigError> {
+    match kv.get("COORDINATOR_HEALTH_GATE").unwrap_or("marker") {
+        "marker" => Ok(true),
+        "none" => Ok(false),
+        other => Err(ConfigError::BadValue {
+            key: "COORDINATOR_HEALTH_GATE",
+            value: other.to_owned(),
+            reason: "expected `marker` or `none`",
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_values(&pairs.iter().copied().collect())
-    }
-
-    #[test]
-    fn parse_quotes_comments_first_equals() {
-        let kv =
-            KeyValues::parse("# c\nGROUP=\"beta\"\n\nREBOOT_STRATEGY='etcd-lock'\nX=a=b\nnoeq\n");
-        assert_eq!(kv.get("GROUP"), Some("beta"));
-        assert_eq!(kv.get("REBOOT_STRATEGY"), Some("etcd-lock"));
-        assert_eq!(kv.get("X"), Some("a=b"));
-        assert_eq!(kv.get("noeq"), None);
-    }
-
-    #[test]
-    fn etc_wins_over_usr_share() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("etc/flatcar")).unwrap();
-        std::fs::create_dir_all(dir.path().join("usr/share/flatcar")).unwrap();
-        std::fs::write(
-            dir.path().join("etc/flatcar/update.conf"),
-            "REBOOT_STRATEGY=off\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("usr/share/flatcar/update.conf"),
-            "REBOOT_STRATEGY=reboot\nGROUP=stable\n",
-        )
-        .unwrap();
-        let kv = KeyValues::load(dir.path()).unwrap();
-        assert_eq!(kv.get("REBOOT_STRATEGY"), Some("off"));
-        assert_eq!(kv.get("GROUP"), Some("stable"));
     }
 
     #[test]
@@ -576,7 +537,7 @@ mod tests {
             ),
         ];
         for (pairs, want) in rows {
-            let err = cfg(pairs).unwrap_err().to_string();
+            let err = crate::error_chain(&cfg(pairs).unwrap_err());
             assert!(err.contains(want), "{pairs:?}: {err:?} lacks {want:?}");
         }
     }

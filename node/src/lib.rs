@@ -1,0 +1,16 @@
+//! What the update agent and the reboot coordinator agree on about the node, in one place so
+//! the two sides cannot drift apart:
+//!
+//! - [`steady`]: the health gate's "this boot is healthy" marker, which the agent writes and
+//!   the coordinator waits for before it gives its reboot lock back;
+//! - [`reboot`]: how both of them reboot the machine (logind's `Reboot`, or a configured
+//!   command), with the retry a freshly written command needs.
+//!
+//! No async runtime and no D-Bus library: the reboot is a short blocking command, which an
+//! async caller runs on its blocking pool.
+
+pub mod reboot;
+pub mod steady;
+
+pub use reboot::{LOGIND_REBOOT, RebootError, logind_command, retry_text_busy};
+pub use steady::{STEADY_MARKER, is_steady, write_steady};

@@ -1,0 +1,199 @@
+//! The command line: one argument struct per subcommand.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "payload",
+    version,
+    about = "CrAU update payloads: generate, sign, verify, apply"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub(crate) enum KeyType {
+    Ed25519,
+    Rsa2048,
+    Rsa4096,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Cmd {
+    /// Create a key pair: OUT.key (PKCS#8 PEM, keep secret) and OUT.pub.
+    Keygen(KeygenArgs),
+    /// Build a payload from images (full, or delta with --source).
+    Generate(GenerateArgs),
+    /// (Re-)sign a payload with local keys.
+    Sign(SignArgs),
+    /// HSM step 1: print the digests to sign for the given signature sizes.
+    Hash(HashArgs),
+    /// HSM step 2: insert raw signatures (files) over the digests of `hash`.
+    InsertSignature(InsertSignatureArgs),
+    /// Check signatures, every blob hash and the size; writes nothing.
+    Verify(VerifyArgs),
+    /// Show partitions, operations, signatures and versions.
+    Inspect(InspectArgs),
+    /// Apply a payload (file or - for stdin) to images or devices.
+    Apply(ApplyArgs),
+}
+
+// Arguments of `payload keygen`.
+#[derive(Args, Debug)]
+pub(crate) struct KeygenArgs {
+    #[arg(long, value_enum, default_value = "ed25519")]
+    pub(crate) r#type: KeyType,
+    pub(crate) out: PathBuf,
+}
+
+// Arguments of `payload generate`.
+#[derive(Args, Debug)]
+pub(crate) struct GenerateArgs {
+    /// New USR image.
+    #[arg(long)]
+    pub(crate) target: PathBuf,
+    /// Old USR image: makes a delta payload.
+    #[arg(long)]
+    pub(crate) source: Option<PathBuf>,
+    /// Kernel image.
+    #[arg(long)]
+    pub(crate) kernel: Option<PathBuf>,
+    /// Old kernel image (delta).
+    #[arg(long)]
+    pub(crate) old_kernel: Option<PathBuf>,
+    /// Extra image NAME=PATH (system extensions), repeatable.
+    #[arg(long = "image", value_parser = parse_kv)]
+    pub(crate) images: Vec<(String, PathBuf)>,
+    /// Payload major version: 2 (default) or 1 (stock Flatcar, RSA only).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) major: u64,
+    /// Also try zstd (project minor version 64; AOSP tools cannot read it).
+    /// zstd is already the v2 default; this adds it to --compressors / --aosp.
+    #[arg(long)]
+    pub(crate) zstd: bool,
+    /// AOSP-compatible v2 payload: xz + bzip2 (minor 0 full / 4 delta)
+    /// instead of the default zstd (minor 64).
+    #[arg(long, conflicts_with = "compressors")]
+    pub(crate) aosp: bool,
+    /// Delta: also bsdiff changed data against the old data at the same
+    /// position, not only against content-matched old blocks (slower).
+    #[arg(long)]
+    pub(crate) thorough_diff: bool,
+    /// Compressors to try, comma separated (xz,bzip2,zstd); default zstd
+    /// (v2) or bzip2 (v1, Flatcar).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) compressors: Option<Vec<String>>,
+    /// zstd level when zstd is tried.
+    #[arg(long, default_value_t = 19)]
+    pub(crate) zstd_level: i32,
+    /// Signing key (repeatable). Without any, the payload is written unsigned.
+    #[arg(long = "key")]
+    pub(crate) keys: Vec<PathBuf>,
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    #[arg(long)]
+    pub(crate) app_id: Option<String>,
+    #[arg(long)]
+    pub(crate) board: Option<String>,
+    #[arg(long)]
+    pub(crate) channel: Option<String>,
+    /// Build timestamp (seconds), for downgrade protection.
+    #[arg(long)]
+    pub(crate) timestamp: Option<i64>,
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+}
+
+// Arguments of `payload sign`.
+#[derive(Args, Debug)]
+pub(crate) struct SignArgs {
+    pub(crate) input: PathBuf,
+    #[arg(long = "key", required = true)]
+    pub(crate) keys: Vec<PathBuf>,
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+}
+
+// Arguments of `payload hash`.
+#[derive(Args, Debug)]
+pub(crate) struct HashArgs {
+    pub(crate) input: PathBuf,
+    /// Size of each signature in bytes (64 Ed25519, 256 RSA-2048, 512 RSA-4096).
+    #[arg(long = "sig-size", required = true, value_delimiter = ',')]
+    pub(crate) sig_sizes: Vec<usize>,
+}
+
+// Arguments of `payload insert-signature`.
+#[derive(Args, Debug)]
+pub(crate) struct InsertSignatureArgs {
+    pub(crate) input: PathBuf,
+    /// Raw signature over the metadata digest, one per --sig-size, in order (v2).
+    #[arg(long = "metadata-signature")]
+    pub(crate) metadata: Vec<PathBuf>,
+    /// Raw signature over the payload digest, one per --sig-size, in order.
+    #[arg(long = "payload-signature", required = true)]
+    pub(crate) payload: Vec<PathBuf>,
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+}
+
+// Arguments of `payload verify`.
+#[derive(Args, Debug)]
+pub(crate) struct VerifyArgs {
+    pub(crate) input: PathBuf,
+    #[arg(long)]
+    pub(crate) keys: PathBuf,
+    /// Expected SHA-256 (hex) of the whole file.
+    #[arg(long)]
+    pub(crate) sha256: Option<String>,
+}
+
+// Arguments of `payload inspect`.
+#[derive(Args, Debug)]
+pub(crate) struct InspectArgs {
+    pub(crate) input: PathBuf,
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Verify the metadata signature with this keyring.
+    #[arg(long)]
+    pub(crate) keys: Option<PathBuf>,
+}
+
+// Arguments of `payload apply`.
+#[derive(Args, Debug)]
+pub(crate) struct ApplyArgs {
+    pub(crate) input: PathBuf,
+    #[arg(long)]
+    pub(crate) keys: PathBuf,
+    /// USR target (file or block device).
+    #[arg(long)]
+    pub(crate) target: Option<PathBuf>,
+    /// Old USR slot, for delta payloads.
+    #[arg(long)]
+    pub(crate) source: Option<PathBuf>,
+    /// Kernel target file (truncated to the kernel's size).
+    #[arg(long)]
+    pub(crate) kernel: Option<PathBuf>,
+    /// Other partitions NAME=PATH, repeatable.
+    #[arg(long = "partition", value_parser = parse_kv)]
+    pub(crate) partitions: Vec<(String, PathBuf)>,
+    /// Verify but do not write partitions that have no target.
+    #[arg(long)]
+    pub(crate) skip_missing: bool,
+    #[arg(long)]
+    pub(crate) sha256: Option<String>,
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+    /// Write a JSON checkpoint here after every operation.
+    #[arg(long)]
+    pub(crate) checkpoint: Option<PathBuf>,
+}
+
+/// `NAME=PATH`, for repeatable image and partition arguments.
+fn parse_kv(s: &str) -> Result<(String, PathBuf), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=PATH")?;
+    Ok((k.to_string(), PathBuf::from(v)))
+}
