@@ -76,22 +76,28 @@ impl Daemon {
         let opts = ClientOptions::from_settings(&self.settings, &self.root);
         let client = OmahaClient::new(identity.config.server(), &opts)
             .map_err(|e| self.fail(e.event_error_code(self.flags), e.error_kind(), &e))?;
-        let result = client.check(request).await;
-        let now = crate::fsutil::unix_now() as i64;
-        self.handle.set_last_checked(now);
-        let prefs = self.settings.prefs(&self.root);
-        if let Err(e) = prefs.set_i64(crate::prefs::LAST_CHECKED_TIME, now) {
-            tracing::warn!("cannot record the check time: {e}");
-        }
-        match result {
+        match client.check(request).await {
             Ok(r) => {
                 self.last_http_status = None;
+                self.note_checked();
                 Ok(r)
             }
             Err(e) => {
                 self.last_http_status = e.http_status();
                 Err(self.fail(e.event_error_code(self.flags), e.error_kind(), &e))
             }
+        }
+    }
+
+    /// `last_checked_time`: the last successful check (update_engine's
+    /// meaning), kept in the prefs so it survives a restart (update_engine
+    /// starts from 0).
+    fn note_checked(&self) {
+        let now = crate::fsutil::unix_now() as i64;
+        self.handle.set_last_checked(now);
+        let prefs = self.settings.prefs(&self.root);
+        if let Err(e) = prefs.set_i64(crate::prefs::LAST_CHECKED_TIME, now) {
+            tracing::warn!("cannot record the check time: {e}");
         }
     }
 
