@@ -126,9 +126,10 @@ fn resolve_in(sys_dev_block: &Path, dev_dir: &Path, path: &Path) -> io::Result<T
     }
 }
 
-/// For a partition's device number, the whole disk's device node and the
-/// partition number; `None` for a whole disk.
-fn resolve_sysfs(
+/// For a partition's device number, the whole disk's device node (under
+/// `dev_dir`) and the partition number, read from `sys_dev_block`
+/// (`/sys/dev/block`, or a test tree); `None` for a whole disk.
+pub fn resolve_sysfs(
     sys_dev_block: &Path,
     dev_dir: &Path,
     major: u64,

@@ -2,6 +2,7 @@
 //! update_engine error codes (`action_processor.h`), so the agent can report
 //! them in Omaha events unchanged.
 
+use omaha::ErrorCode;
 use std::io;
 
 /// Everything that can go wrong while reading, verifying or applying a payload.
@@ -113,35 +114,46 @@ pub enum PayloadError {
 
 impl PayloadError {
     /// Flatcar update_engine error code (`action_processor.h`) for this error.
-    pub fn flatcar_code(&self) -> u32 {
+    pub fn error_code(&self) -> ErrorCode {
+        use ErrorCode as C;
         use PayloadError::*;
         match self {
-            Read { .. } => 9,                              // DownloadTransferError
-            Truncated { .. } => 11,                        // PayloadSizeMismatch
-            BadMagic { .. } | UnsupportedVersion(_) => 21, // InvalidMetadataMagicString
-            ManifestTooLarge { .. } | MetadataSignatureTooLarge { .. } => 32, // InvalidMetadataSize
-            MetadataSignatureMissing => 39,                // MetadataSignatureMissing
-            MetadataSignatureParse(_) => 24,               // DownloadMetadataSignatureError
-            MetadataSignatureMismatch => 26,               // DownloadMetadataSignatureMismatch
-            ManifestParse(_) | InvalidManifest(_) => 23,   // DownloadManifestParseError
-            Keyring(_) => 18,                              // PayloadPubKeyVerificationError
-            DataOffsetMismatch { .. } | InvalidOperation { .. } | OperationFailed { .. } => 28,
-            UnknownPartition(_) => 28,          // OperationExecutionError
-            OperationHashMissing { .. } => 38,  // OperationHashMissing
-            OperationHashMismatch { .. } => 29, // OperationHashMismatch
-            SourceHashMismatch { .. } => 27,    // OperationHashVerificationError
-            TargetIo { .. } => 14,              // DownloadWriteError
-            PayloadSignatureMissing(_) => 22,   // SignatureMissingInManifest
-            PayloadSignatureInvalid(_) => 12,   // DownloadPayloadVerificationError
-            PayloadSignatureMismatch => 18,     // PayloadPubKeyVerificationError
-            PayloadSizeMismatch { .. } | TrailingData { .. } => 11,
-            PayloadHashMismatch { .. } => 10, // PayloadHashMismatch
-            PartitionHashMismatch { partition } if partition == "kernel" => 16,
-            PartitionHashMismatch { .. } => 15, // NewRootfsVerificationError
-            ReleaseMismatch(_) => 12,
-            CheckpointMismatch(_) => 20, // DownloadStateInitializationError
-            Generate(_) | Io { .. } => 1,
+            Read { .. } => C::DownloadTransferError,
+            Truncated { .. } | PayloadSizeMismatch { .. } | TrailingData { .. } => {
+                C::PayloadSizeMismatchError
+            }
+            BadMagic { .. } | UnsupportedVersion(_) => C::DownloadInvalidMetadataMagicString,
+            ManifestTooLarge { .. } | MetadataSignatureTooLarge { .. } => {
+                C::DownloadInvalidMetadataSize
+            }
+            MetadataSignatureMissing => C::DownloadMetadataSignatureMissingError,
+            MetadataSignatureParse(_) => C::DownloadMetadataSignatureError,
+            MetadataSignatureMismatch => C::DownloadMetadataSignatureMismatch,
+            ManifestParse(_) | InvalidManifest(_) => C::DownloadManifestParseError,
+            Keyring(_) | PayloadSignatureMismatch => C::DownloadPayloadPubKeyVerificationError,
+            DataOffsetMismatch { .. }
+            | InvalidOperation { .. }
+            | OperationFailed { .. }
+            | UnknownPartition(_) => C::DownloadOperationExecutionError,
+            OperationHashMissing { .. } => C::DownloadOperationHashMissingError,
+            OperationHashMismatch { .. } => C::DownloadOperationHashMismatch,
+            SourceHashMismatch { .. } => C::DownloadOperationHashVerificationError,
+            TargetIo { .. } => C::DownloadWriteError,
+            PayloadSignatureMissing(_) => C::DownloadSignatureMissingInManifest,
+            PayloadSignatureInvalid(_) | ReleaseMismatch(_) => C::DownloadPayloadVerificationError,
+            PayloadHashMismatch { .. } => C::PayloadHashMismatchError,
+            PartitionHashMismatch { partition } if partition == "kernel" => {
+                C::NewKernelVerificationError
+            }
+            PartitionHashMismatch { .. } => C::NewRootfsVerificationError,
+            CheckpointMismatch(_) => C::DownloadStateInitializationError,
+            Generate(_) | Io { .. } => C::Error,
         }
+    }
+
+    /// [`PayloadError::error_code`] as its number.
+    pub fn flatcar_code(&self) -> u32 {
+        self.error_code().code()
     }
 
     /// Stable machine-readable name, for metrics and the D-Bus `LastError`.

@@ -185,26 +185,19 @@ fn backing_devno(root: &Root, mut devno: (u32, u32)) -> Result<(u32, u32), SlotE
 /// The disk (host path under `root`) and partition number of a partition's
 /// device number.
 fn partition_of(root: &Root, devno: (u32, u32)) -> Result<(PathBuf, u32), SlotError> {
-    let node = root.join(format!("/sys/dev/block/{}:{}", devno.0, devno.1));
-    let text = read(&node.join("partition")).map_err(|_| {
+    let sys = root.join("/sys/dev/block");
+    let found =
+        cgpt::blockdev::resolve_sysfs(&sys, &root.join("/dev"), devno.0.into(), devno.1.into())
+            .map_err(|source| SlotError::Read {
+                path: sys.join(format!("{}:{}", devno.0, devno.1)),
+                source,
+            })?;
+    found.ok_or_else(|| {
         SlotError::Resolve(format!(
             "block device {}:{} under /usr is not a partition",
             devno.0, devno.1
         ))
-    })?;
-    let index: u32 = text
-        .trim()
-        .parse()
-        .map_err(|_| SlotError::Resolve(format!("bad partition number {text:?}")))?;
-    let real = std::fs::canonicalize(&node).map_err(|source| SlotError::Read {
-        path: node.clone(),
-        source,
-    })?;
-    let disk = real
-        .parent()
-        .and_then(Path::file_name)
-        .ok_or_else(|| SlotError::Resolve(format!("no parent disk for {}", real.display())))?;
-    Ok((root.join("/dev").join(disk), index))
+    })
 }
 
 /// Works out the booted and target slots.

@@ -171,7 +171,7 @@ impl InstallError {
             Self::Keys { .. } => ErrorCode::DownloadPayloadPubKeyVerificationError,
             Self::Gpt { .. } | Self::Revert(_) => ErrorCode::SetBootableFlagError,
             Self::Download(e) => e.error_code(),
-            Self::Payload(e) => ErrorCode::from_code(e.flatcar_code()).unwrap_or(ErrorCode::Error),
+            Self::Payload(e) => e.error_code(),
             Self::Kernel { .. } | Self::NoSpace { .. } => ErrorCode::KernelDeviceOpenError,
             Self::Image(ImageError::NoRelease(_) | ImageError::Mismatch { .. }) => {
                 ErrorCode::NewRootfsVerificationError
