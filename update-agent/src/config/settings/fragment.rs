@@ -3,10 +3,34 @@
 //! in one unit drops the other unit's earlier value).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config::health::SlotVerdict;
+
+/// A duration with its unit in the value: `"45s"`, `"500ms"`, `"1h 30m"`
+/// (humantime's syntax), or a bare number of seconds. Every timer takes
+/// this unit-less key; the older `_secs`/`_ms` keys stay readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Self(Duration::from_secs(s))),
+            Raw::Text(t) => humantime::parse_duration(&t)
+                .map(Self)
+                .map_err(|e| serde::de::Error::custom(format!("{t:?} is not a duration ({e})"))),
+        }
+    }
+}
 
 macro_rules! fragment {
     ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
@@ -29,8 +53,12 @@ fragment!(
         /// Extra PEM CA bundle trusted besides the system roots.
         ca_bundle: PathBuf,
         /// TCP+TLS connect timeout.
+        connect_timeout: Dur,
+        /// `connect_timeout` in seconds.
         connect_timeout_secs: u64,
         /// Whole-request timeout for update checks and events.
+        request_timeout: Dur,
+        /// `request_timeout` in seconds.
         request_timeout_secs: u64,
     }
 );
@@ -45,14 +73,24 @@ fragment!(
         /// Periodic checks on/off (manual checks always work).
         enabled: bool,
         /// Base delay of the first check after start.
+        first_check: Dur,
+        /// `first_check` in seconds.
         first_check_secs: u64,
         /// Fuzz range of the first check.
+        first_check_fuzz: Dur,
+        /// `first_check_fuzz` in seconds.
         first_check_fuzz_secs: u64,
         /// Base periodic interval.
+        periodic: Dur,
+        /// `periodic` in seconds.
         periodic_secs: u64,
         /// Fuzz range of the periodic interval.
+        periodic_fuzz: Dur,
+        /// `periodic_fuzz` in seconds.
         periodic_fuzz_secs: u64,
         /// Upper bound of the 500/503 backoff and of `PollInterval`.
+        max_backoff: Dur,
+        /// `max_backoff` in seconds.
         max_backoff_secs: u64,
         /// `first_check_secs` in milliseconds.
         first_check_ms: u64,
@@ -70,7 +108,11 @@ fragment!(
         /// Cap of the payload backoff, in days.
         payload_backoff_max_days: u64,
         /// Fuzz range of the payload backoff.
+        payload_backoff_fuzz: Dur,
+        /// Fuzz range of the payload backoff.
         payload_backoff_fuzz_secs: u64,
+        /// Delay before the daemon marks the booted slot good.
+        mark_good_delay: Dur,
         /// Delay before marking the booted slot good.
         mark_good_delay_secs: u64,
     }
@@ -83,10 +125,14 @@ fragment!(
         bandwidth_limit: u64,
         /// Restarts of an interrupted transfer (update_engine: 20).
         retries: u32,
+        /// Wait before a restart (update_engine: 20 s).
+        retry_delay: Dur,
         /// Wait before a restart, in milliseconds (update_engine: 20 s).
         retry_delay_ms: u64,
         /// Abort when the speed stays below this many bytes/s…
         low_speed_limit: u64,
+        /// Low-speed window (update_engine: 90 s).
+        low_speed_time: Dur,
         /// …for this long (update_engine: 10 B/s for 90 s).
         low_speed_time_secs: u64,
     }
@@ -135,11 +181,15 @@ fragment!(
         /// Units whose activation means the boot settled.
         settle_units: Vec<String>,
         /// Deadline for the boot to settle.
+        settle_timeout: Dur,
+        /// Deadline for the boot to settle.
         settle_timeout_secs: u64,
         /// Units that must be active for a new slot to pass.
         required_units: Vec<String>,
         /// Units whose failure is only logged.
         wanted_units: Vec<String>,
+        /// Deadline of each check executable.
+        check_timeout: Dur,
         /// Deadline of each check executable.
         check_timeout_secs: u64,
         /// The `systemctl` command (tests substitute a stand-in).
@@ -149,6 +199,8 @@ fragment!(
         reboot_command: Vec<String>,
         /// At most this many gate reboots...
         max_reboots: u32,
+        /// The window of `max_reboots`.
+        reboot_window: Dur,
         /// ...within this many seconds.
         reboot_window_secs: u64,
         /// Who marks a booted slot good: `auto` (the gate when its unit is
@@ -191,35 +243,73 @@ impl Fragment {
 
     /// Overrides fields set in `other`.
     pub fn merge(&mut self, other: Self) {
+        self.omaha.drop_overridden_units(&other.omaha);
         self.omaha.merge(other.omaha);
         self.schedule.drop_overridden_units(&other.schedule);
         self.schedule.merge(other.schedule);
+        self.download.drop_overridden_units(&other.download);
         self.download.merge(other.download);
+        self.health.drop_overridden_units(&other.health);
         self.install.merge(other.install);
         self.state.merge(other.state);
         self.health.merge(other.health);
     }
 }
 
-impl ScheduleFragment {
-    /// Before `later` is merged in: a timer it sets in one unit replaces
-    /// this layer's value in the other unit, so a drop-in in `/etc` can
-    /// override `/usr/lib`'s `periodic_secs` with `periodic_ms`.
-    fn drop_overridden_units(&mut self, later: &Self) {
-        macro_rules! pair {
-            ($secs:ident, $ms:ident) => {
-                if later.$secs.is_some() {
-                    self.$ms = None;
-                }
-                if later.$ms.is_some() {
-                    self.$secs = None;
-                }
-            };
+/// Before `later` is merged in: a timer it sets in one form (`x`,
+/// `x_secs`, `x_ms`) replaces this layer's value in every form, so a
+/// drop-in in `/etc` can override `/usr/lib`'s `periodic_secs` with
+/// `periodic = "30m"`.
+macro_rules! forms {
+    ($self:ident, $later:ident, $($f:ident)|+) => {
+        if false $(|| $later.$f.is_some())+ {
+            $($self.$f = None;)+
         }
-        pair!(first_check_secs, first_check_ms);
-        pair!(first_check_fuzz_secs, first_check_fuzz_ms);
-        pair!(periodic_secs, periodic_ms);
-        pair!(periodic_fuzz_secs, periodic_fuzz_ms);
-        pair!(max_backoff_secs, max_backoff_ms);
+    };
+}
+
+impl ScheduleFragment {
+    fn drop_overridden_units(&mut self, later: &Self) {
+        forms!(self, later, first_check | first_check_secs | first_check_ms);
+        forms!(
+            self,
+            later,
+            first_check_fuzz | first_check_fuzz_secs | first_check_fuzz_ms
+        );
+        forms!(self, later, periodic | periodic_secs | periodic_ms);
+        forms!(
+            self,
+            later,
+            periodic_fuzz | periodic_fuzz_secs | periodic_fuzz_ms
+        );
+        forms!(self, later, max_backoff | max_backoff_secs | max_backoff_ms);
+        forms!(
+            self,
+            later,
+            payload_backoff_fuzz | payload_backoff_fuzz_secs
+        );
+        forms!(self, later, mark_good_delay | mark_good_delay_secs);
+    }
+}
+
+impl OmahaFragment {
+    fn drop_overridden_units(&mut self, later: &Self) {
+        forms!(self, later, connect_timeout | connect_timeout_secs);
+        forms!(self, later, request_timeout | request_timeout_secs);
+    }
+}
+
+impl DownloadFragment {
+    fn drop_overridden_units(&mut self, later: &Self) {
+        forms!(self, later, retry_delay | retry_delay_ms);
+        forms!(self, later, low_speed_time | low_speed_time_secs);
+    }
+}
+
+impl HealthFragment {
+    fn drop_overridden_units(&mut self, later: &Self) {
+        forms!(self, later, settle_timeout | settle_timeout_secs);
+        forms!(self, later, check_timeout | check_timeout_secs);
+        forms!(self, later, reboot_window | reboot_window_secs);
     }
 }

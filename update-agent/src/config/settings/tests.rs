@@ -173,6 +173,64 @@ fn schedule_timers_in_milliseconds() {
     assert!(err.to_string().contains("max_backoff_secs"), "{err}");
 }
 
+/// Every timer takes its unit in the value (`"45s"`, `"500ms"`, `"1h"`, or
+/// a bare number of seconds); a later layer's unit-less form replaces an
+/// earlier `_secs`/`_ms` one and back; two forms in one file are refused;
+/// a value that is not a duration names itself.
+#[test]
+fn timers_with_units_in_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new(dir.path());
+    write(
+        &root,
+        "/usr/lib/update-agent/config.d/10-vendor.toml",
+        "[schedule]\nperiodic_secs = 3600\nmark_good_delay_secs = 45\n\
+         [omaha]\nconnect_timeout_secs = 5\n[health]\nreboot_window_secs = 60\n",
+    );
+    write(
+        &root,
+        MAIN_FILE,
+        "[schedule]\nperiodic = \"1h 30m\"\nmax_backoff = \"4h\"\nmark_good_delay = \"500ms\"\n\
+         [omaha]\nrequest_timeout = 7\n[download]\nretry_delay = \"2s\"\nlow_speed_time = \"1m\"\n\
+         [health]\nsettle_timeout = \"10m\"\ncheck_timeout = \"30s\"\n",
+    );
+    let s = Settings::load(&root).unwrap();
+    assert_eq!(s.schedule.periodic, Duration::from_secs(5400));
+    assert_eq!(s.schedule.max_backoff, Duration::from_secs(4 * 3600));
+    assert_eq!(s.schedule.mark_good_delay, Duration::from_millis(500));
+    assert_eq!(s.connect_timeout, Duration::from_secs(5), "older key kept");
+    assert_eq!(s.request_timeout, Duration::from_secs(7));
+    assert_eq!(s.download_retry_delay, Duration::from_secs(2));
+    assert_eq!(s.low_speed_time, Duration::from_secs(60));
+    assert_eq!(s.health.settle_timeout_secs, 600);
+    assert_eq!(s.health.check_timeout_secs, 30);
+    assert_eq!(s.health.reboot_window_secs, 60);
+    // And back: an /etc drop-in's _secs form replaces the unit-less one.
+    write(
+        &root,
+        "/etc/update-agent/config.d/50-x.toml",
+        "[schedule]\nperiodic_secs = 7200\n",
+    );
+    assert_eq!(
+        Settings::load(&root).unwrap().schedule.periodic,
+        Duration::from_secs(7200)
+    );
+    write(
+        &root,
+        "/etc/update-agent/config.d/60-y.toml",
+        "[schedule]\nperiodic = \"2h\"\nperiodic_secs = 7200\n",
+    );
+    let err = Settings::load(&root).unwrap_err();
+    assert!(err.to_string().contains("periodic_secs"), "{err}");
+    write(
+        &root,
+        "/etc/update-agent/config.d/60-y.toml",
+        "[schedule]\nperiodic = \"soon\"\n",
+    );
+    let err = crate::error_chain(&Settings::load(&root).unwrap_err());
+    assert!(err.contains("\"soon\" is not a duration"), "{err}");
+}
+
 #[test]
 fn flatcar_payload_key_default_override_and_off() {
     let dir = tempfile::tempdir().unwrap();

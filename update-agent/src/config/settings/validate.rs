@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::fragment::Dur;
 use super::{Fragment, HealthFragment, ScheduleFragment, Settings, SettingsError};
 use crate::config::health::HealthConfig;
 use crate::schedule::ScheduleConfig;
@@ -33,27 +34,44 @@ pub(super) fn settings(f: Fragment) -> Result<Settings, SettingsError> {
             Settings::DEFAULT_FLATCAR_PAYLOAD_KEY,
         )?),
     };
-    let timeout =
-        |field, v: Option<u64>, default| nonzero(field, secs(v, Duration::from_secs(default)));
+    let timeout = |field, d: Option<Dur>, v: Option<u64>, default| {
+        nonzero(
+            field,
+            timer(field, d, v, None, Duration::from_secs(default))?,
+        )
+    };
     Ok(Settings {
         health,
         ca_bundle: opt_path("omaha.ca_bundle", f.omaha.ca_bundle)?,
         connect_timeout: timeout(
             "omaha.connect_timeout_secs",
+            f.omaha.connect_timeout,
             f.omaha.connect_timeout_secs,
             30,
         )?,
         request_timeout: timeout(
             "omaha.request_timeout_secs",
+            f.omaha.request_timeout,
             f.omaha.request_timeout_secs,
             120,
         )?,
         schedule,
         bandwidth_limit: dl.bandwidth_limit.filter(|&b| b > 0),
         download_retries: dl.retries.unwrap_or(20),
-        download_retry_delay: Duration::from_millis(dl.retry_delay_ms.unwrap_or(20_000)),
+        download_retry_delay: timer(
+            "download.retry_delay_ms",
+            dl.retry_delay,
+            None,
+            dl.retry_delay_ms,
+            Duration::from_secs(20),
+        )?,
         low_speed_limit: dl.low_speed_limit.unwrap_or(10),
-        low_speed_time: timeout("download.low_speed_time_secs", dl.low_speed_time_secs, 90)?,
+        low_speed_time: timeout(
+            "download.low_speed_time_secs",
+            dl.low_speed_time,
+            dl.low_speed_time_secs,
+            90,
+        )?,
         booted_slot,
         slot_device: opt_path("install.slot_device", i.slot_device)?,
         kernel_dir: path_or(
@@ -107,36 +125,41 @@ fn schedule(s: ScheduleFragment) -> Result<ScheduleConfig, SettingsError> {
         enabled: s.enabled.unwrap_or(d.enabled),
         first_check: nonzero(
             "schedule.first_check_secs",
-            secs_or_ms(
+            timer(
                 "schedule.first_check_secs",
+                s.first_check,
                 s.first_check_secs,
                 s.first_check_ms,
                 d.first_check,
             )?,
         )?,
-        first_check_fuzz: secs_or_ms(
+        first_check_fuzz: timer(
             "schedule.first_check_fuzz_secs",
+            s.first_check_fuzz,
             s.first_check_fuzz_secs,
             s.first_check_fuzz_ms,
             d.first_check_fuzz,
         )?,
         periodic: nonzero(
             "schedule.periodic_secs",
-            secs_or_ms(
+            timer(
                 "schedule.periodic_secs",
+                s.periodic,
                 s.periodic_secs,
                 s.periodic_ms,
                 d.periodic,
             )?,
         )?,
-        periodic_fuzz: secs_or_ms(
+        periodic_fuzz: timer(
             "schedule.periodic_fuzz_secs",
+            s.periodic_fuzz,
             s.periodic_fuzz_secs,
             s.periodic_fuzz_ms,
             d.periodic_fuzz,
         )?,
-        max_backoff: secs_or_ms(
+        max_backoff: timer(
             "schedule.max_backoff_secs",
+            s.max_backoff,
             s.max_backoff_secs,
             s.max_backoff_ms,
             d.max_backoff,
@@ -146,8 +169,20 @@ fn schedule(s: ScheduleFragment) -> Result<ScheduleConfig, SettingsError> {
             .payload_backoff_max_days
             .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
             .unwrap_or(d.payload_backoff_max_days),
-        payload_backoff_fuzz: secs(s.payload_backoff_fuzz_secs, d.payload_backoff_fuzz),
-        mark_good_delay: secs(s.mark_good_delay_secs, d.mark_good_delay),
+        payload_backoff_fuzz: timer(
+            "schedule.payload_backoff_fuzz_secs",
+            s.payload_backoff_fuzz,
+            s.payload_backoff_fuzz_secs,
+            None,
+            d.payload_backoff_fuzz,
+        )?,
+        mark_good_delay: timer(
+            "schedule.mark_good_delay_secs",
+            s.mark_good_delay,
+            s.mark_good_delay_secs,
+            None,
+            d.mark_good_delay,
+        )?,
     };
     if schedule.max_backoff < schedule.periodic {
         return Err(SettingsError::Invalid {
@@ -161,25 +196,29 @@ fn schedule(s: ScheduleFragment) -> Result<ScheduleConfig, SettingsError> {
     Ok(schedule)
 }
 
-fn secs(v: Option<u64>, default: Duration) -> Duration {
-    v.map(Duration::from_secs).unwrap_or(default)
-}
-
-/// A timer given in seconds or in milliseconds (not both).
-fn secs_or_ms(
+/// A timer given in one of its forms: with its unit in the value
+/// (`x = "45s"`), in seconds (`x_secs`) or in milliseconds (`x_ms`). Two
+/// forms left after merging were set in the same file: an error.
+fn timer(
     field: &'static str,
+    value: Option<Dur>,
     secs_value: Option<u64>,
     ms_value: Option<u64>,
     default: Duration,
 ) -> Result<Duration, SettingsError> {
-    match (secs_value, ms_value) {
+    let forms = [
+        value.map(|d| d.0),
+        secs_value.map(Duration::from_secs),
+        ms_value.map(Duration::from_millis),
+    ];
+    let mut set = forms.into_iter().flatten();
+    match (set.next(), set.next()) {
         (Some(_), Some(_)) => Err(SettingsError::Invalid {
             field,
-            reason: "set either the _secs or the _ms form, not both".into(),
+            reason: "set one form of this timer (unit-less, _secs or _ms), not several".into(),
         }),
-        (Some(v), None) => Ok(Duration::from_secs(v)),
-        (None, Some(v)) => Ok(Duration::from_millis(v)),
-        (None, None) => Ok(default),
+        (Some(d), None) => Ok(d),
+        _ => Ok(default),
     }
 }
 
@@ -228,21 +267,38 @@ fn health_config(
         .unwrap_or(d.reboot_command);
     Ok(HealthConfig {
         settle_units: h.settle_units.unwrap_or(d.settle_units),
-        settle_timeout_secs: h.settle_timeout_secs.unwrap_or(d.settle_timeout_secs),
+        settle_timeout_secs: timer(
+            "health.settle_timeout_secs",
+            h.settle_timeout,
+            h.settle_timeout_secs,
+            None,
+            Duration::from_secs(d.settle_timeout_secs),
+        )?
+        .as_secs(),
         required_units: h.required_units.unwrap_or(d.required_units),
         wanted_units: h.wanted_units.unwrap_or(d.wanted_units),
         check_timeout_secs: nonzero(
             "health.check_timeout_secs",
-            secs(
+            timer(
+                "health.check_timeout_secs",
+                h.check_timeout,
                 h.check_timeout_secs,
+                None,
                 Duration::from_secs(d.check_timeout_secs),
-            ),
+            )?,
         )?
         .as_secs(),
         systemctl: command("health.systemctl", h.systemctl)?.unwrap_or(d.systemctl),
         reboot_command,
         max_reboots: h.max_reboots.unwrap_or(d.max_reboots),
-        reboot_window_secs: h.reboot_window_secs.unwrap_or(d.reboot_window_secs),
+        reboot_window_secs: timer(
+            "health.reboot_window_secs",
+            h.reboot_window,
+            h.reboot_window_secs,
+            None,
+            Duration::from_secs(d.reboot_window_secs),
+        )?
+        .as_secs(),
         poll_interval_ms: d.poll_interval_ms,
         slot_verdict: h.slot_verdict.unwrap_or(d.slot_verdict),
         gate_unit: h.gate_unit.unwrap_or(d.gate_unit),
