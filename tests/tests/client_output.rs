@@ -274,14 +274,17 @@ fn the_client_waits_for_the_engine() {
     let bus = PrivateBus::start(dir.path(), Policy::Shipped);
     let node = e2e::fixture::Node::new("http://127.0.0.1:9/v1/update/");
     node.add_config("[schedule]\nenabled = false\n");
+    // Built before the client starts waiting, so only the daemon's start
+    // counts against the client's 3 × 3 s of retries.
+    let agent_bin = e2e::dbus_bus::agent_bin();
     let mut waiting = client(&bus.address, &["-status"]);
-    waiting.env("UPDATE_ENGINE_CLIENT_RETRY_MS", "2000");
+    waiting.env("UPDATE_ENGINE_CLIENT_RETRY_MS", "3000");
     let waiting = waiting
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut agent = std::process::Command::new(e2e::dbus_bus::agent_bin())
+    let mut agent = std::process::Command::new(agent_bin)
         .arg("--root")
         .arg(node.root())
         .args(["--bus-address", &bus.address])
@@ -291,7 +294,7 @@ fn the_client_waits_for_the_engine() {
     let _ = agent.kill();
     let _ = agent.wait();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("retrying in 2s"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("retrying in 3s"), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("CURRENT_OP=UPDATE_STATUS_IDLE"),
         "{}",
