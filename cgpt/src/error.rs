@@ -9,7 +9,7 @@ use crate::table::Health;
 /// Everything that can go wrong reading or changing a GPT.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]

@@ -18,12 +18,12 @@ use crate::guid;
 /// Errors creating an image.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("creating {path}: {source}")]
+    #[error("creating {path}")]
     Io {
         path: String,
         source: std::io::Error,
     },
-    #[error("writing the GPT: {0}")]
+    #[error("writing the GPT")]
     Gpt(#[from] gpt::GptError),
     #[error("layout does not fit: {0}")]
     Layout(String),
