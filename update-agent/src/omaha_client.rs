@@ -321,7 +321,7 @@ impl OmahaClient {
             }
             body.extend_from_slice(&chunk);
         }
-        tracing::debug!(url = %self.url, "Omaha response: {}", String::from_utf8_lossy(&body));
+        tracing::debug!(url = %self.url, "Omaha response: {}", omaha::LogEscaped(&body));
         Ok(body)
     }
 
@@ -330,7 +330,7 @@ impl OmahaClient {
     /// the server's reason ([`OmahaClientError::server_status`]).
     pub async fn check(&self, request: &Request) -> Result<CheckResult, OmahaClientError> {
         let body = self.post(request).await?;
-        let response = omaha::parse_update_check(&body)?;
+        let response = omaha::parse_update_check(&body, &request.client.app_id)?;
         Ok(CheckResult { response, body })
     }
 
@@ -341,7 +341,7 @@ impl OmahaClient {
         request: &Request,
     ) -> Result<omaha::EventResponse, OmahaClientError> {
         let body = self.post(request).await?;
-        Ok(omaha::parse_event_response(&body)?)
+        Ok(omaha::parse_event_response(&body, &request.client.app_id)?)
     }
 }
 

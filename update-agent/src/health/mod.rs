@@ -112,6 +112,9 @@ pub struct GateEnv {
     pub boot_id: String,
     /// The agent's state directory (node path, resolved under `root`).
     pub state_dir: PathBuf,
+    /// Our appid (`FLATCAR_RELEASE_APPID`): the `<app>` of `full-response`
+    /// to read the offered version from.
+    pub app_id: String,
 }
 
 /// What the gate did.
@@ -266,6 +269,7 @@ pub async fn run_node(root: &Root, extra_config: Option<&Path>) -> Result<Outcom
         version: node.config.version().to_string(),
         boot_id: node.boot_id.to_string(),
         state_dir: settings.state_dir.clone(),
+        app_id: node.config.app_id().to_string(),
     };
     // Reporting is best effort: a node with updates disabled or a bad SERVER still gets its gate.
     let reporter = match OmahaClient::new(
@@ -317,7 +321,7 @@ pub async fn run<R: Reporter>(
             return Ok(Outcome::AlreadyGood);
         }
         Start::RolledBack { failed } => {
-            let version = offered_version(&prefs);
+            let version = offered_version(&prefs, &env.app_id);
             warn!(%failed, version = ?version, "the new slot never passed its health gate; GRUB fell back");
             cgpt::slot::mark_bad(&mut open()?, failed)?;
             if let Some(v) = &version {
@@ -453,9 +457,12 @@ async fn report_success<R: Reporter>(reporter: &R, prefs: &Prefs, version: &str)
 }
 
 /// The version the server offered for the last install (from `full-response`).
-fn offered_version(prefs: &Prefs) -> Option<String> {
+fn offered_version(prefs: &Prefs, app_id: &str) -> Option<String> {
     let body = prefs.get(prefs::FULL_RESPONSE).ok().flatten()?;
-    match omaha::parse_update_check(body.as_bytes()).ok()?.outcome {
+    match omaha::parse_update_check(body.as_bytes(), app_id)
+        .ok()?
+        .outcome
+    {
         omaha::UpdateCheck::Update(info) => Some(info.version.clone()),
         omaha::UpdateCheck::NoUpdate => None,
     }
