@@ -31,6 +31,7 @@
 
 mod codebase;
 mod error;
+mod error_code;
 pub mod event;
 mod log_escape;
 pub mod request;
@@ -41,7 +42,8 @@ mod xml;
 pub use codebase::join_url;
 pub use error::ResponseError;
 pub use event::{
-    BaseCode, ErrorCode, ErrorFlags, Event, EventErrorCode, EventResult, EventType, UnknownValue,
+    BaseCode, ErrorCode, ErrorFlags, Event, EventErrorCode, EventResult, EventType, NamedErrorCode,
+    UnknownValue,
 };
 pub use log_escape::LogEscaped;
 pub use request::{
