@@ -36,13 +36,13 @@ pub enum ResponseError {
     },
 
     /// The XML tokenizer rejected the document.
-    #[error("malformed XML at byte {offset}: {source}")]
+    #[error("malformed XML at byte {offset}: {reason}")]
     Xml {
         /// Byte offset where the tokenizer stopped.
         offset: u64,
-        /// The tokenizer's error.
-        #[source]
-        source: quick_xml::Error,
+        /// The tokenizer's message, escaped and cut (see [`describe`]): it
+        /// quotes the document, which is the server's text.
+        reason: String,
     },
 
     /// The document ended while elements were still open.
@@ -66,13 +66,12 @@ pub enum ResponseError {
 
     /// An entity or character reference could not be resolved (only the five
     /// predefined XML entities and numeric references are accepted).
-    #[error("bad escape in {context}: {source}")]
+    #[error("bad escape in {context}: {reason}")]
     BadEscape {
         /// Where the escape was found, e.g. `attribute codebase of <url>`.
         context: String,
-        /// The unescaper's error.
-        #[source]
-        source: quick_xml::escape::EscapeError,
+        /// The unescaper's message, escaped and cut (see [`describe`]).
+        reason: String,
     },
 
     /// A character XML 1.0 forbids (a control character other than tab, CR
@@ -291,6 +290,23 @@ impl ResponseError {
             value: quote_cut(value),
             reason,
         }
+    }
+}
+
+/// Longest tokenizer message kept in [`ResponseError::Xml`]: quick-xml
+/// quotes whole tags, which a server can make as long as the body.
+const MAX_REASON: usize = 200;
+
+/// A tokenizer error as text that is safe to log: quick-xml quotes the
+/// document (newlines, C1 controls and bidi overrides included) in its
+/// messages, so they are escaped like [`crate::LogEscaped`] and cut. The
+/// message is kept instead of the error as `#[source]` because the agent
+/// prints source chains verbatim.
+pub(crate) fn describe(err: &impl std::fmt::Display) -> String {
+    let text = crate::LogEscaped(err.to_string().as_bytes()).to_string();
+    match text.char_indices().nth(MAX_REASON) {
+        Some((idx, _)) => format!("{}...", &text[..idx]),
+        None => text,
     }
 }
 

@@ -14,7 +14,7 @@
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
-use crate::error::ResponseError;
+use crate::error::{ResponseError, describe, quote_cut};
 use crate::response::{MAX_DEPTH, MAX_ELEMENTS};
 
 /// One element.
@@ -68,9 +68,9 @@ pub(crate) fn parse_document(input: &str) -> Result<Element, ResponseError> {
     let mut count = 0usize;
 
     loop {
-        let event = reader.read_event().map_err(|source| ResponseError::Xml {
+        let event = reader.read_event().map_err(|e| ResponseError::Xml {
             offset: reader.error_position(),
-            source,
+            reason: describe(&e),
         })?;
         match event {
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
@@ -138,7 +138,7 @@ pub(crate) fn parse_document(input: &str) -> Result<Element, ResponseError> {
 
     if let Some(open) = stack.last() {
         return Err(ResponseError::Truncated {
-            open_element: open.name.clone(),
+            open_element: quote_cut(&open.name),
         });
     }
     root.ok_or(ResponseError::BadStructure {
@@ -154,13 +154,16 @@ fn element(start: &BytesStart<'_>, offset: u64) -> Result<Element, ResponseError
     for attr in start.attributes().with_checks(true) {
         let attr = attr.map_err(|e| ResponseError::Xml {
             offset,
-            source: e.into(),
+            reason: describe(&quick_xml::Error::from(e)),
         })?;
         let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
         check_name(&key, offset)?;
         let value = attr
             .unescape_value()
-            .map_err(|e| escape_error(e, &format!("attribute {key} of <{name}>"), offset))?
+            .map_err(|e| {
+                let context = format!("attribute {} of <{}>", quote_cut(&key), quote_cut(&name));
+                escape_error(e, &context, offset)
+            })?
             .into_owned();
         check_chars(&value, || format!("in attribute {key} of <{name}>"))?;
         attrs.push((key, value));
@@ -214,7 +217,7 @@ fn check_name(name: &str, offset: u64) -> Result<(), ResponseError> {
         Ok(())
     } else {
         Err(ResponseError::BadName {
-            name: crate::error::quote_cut(name),
+            name: quote_cut(name),
             offset,
         })
     }
@@ -222,11 +225,14 @@ fn check_name(name: &str, offset: u64) -> Result<(), ResponseError> {
 
 fn escape_error(err: quick_xml::Error, context: &str, offset: u64) -> ResponseError {
     match err {
-        quick_xml::Error::Escape(source) => ResponseError::BadEscape {
+        quick_xml::Error::Escape(e) => ResponseError::BadEscape {
             context: context.to_string(),
-            source,
+            reason: describe(&e),
         },
-        source => ResponseError::Xml { offset, source },
+        e => ResponseError::Xml {
+            offset,
+            reason: describe(&e),
+        },
     }
 }
 

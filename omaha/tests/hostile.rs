@@ -232,6 +232,17 @@ fn values_that_end_up_in_logs_carry_no_control_characters() {
         r#"status="error-&#10;INFO update installed"><updatecheck"#,
     ));
     assert!(!err.to_string().contains('\n'), "{err}");
+    // The tokenizer quotes the document in its messages (found by fuzzing).
+    let err = refused("<response protocol=\"3.0\"><app></a\nINFO: fake\u{85}></app></response>");
+    assert_eq!(
+        err.to_string(),
+        r"malformed XML at byte 30: ill-formed document: expected `</app>`, but `</a\nINFO: fake\u{85}>` was found"
+    );
+    let long = format!(
+        "<response protocol=\"3.0\"><a></{}></response>",
+        "b".repeat(100_000)
+    );
+    assert!(refused(&long).to_string().len() < 300);
     let body = "<response>\u{1b}[2J\n</response>\u{ff}";
     assert_eq!(
         LogEscaped(body.as_bytes()).to_string(),
