@@ -70,14 +70,29 @@ pub fn join_url(codebase: &str, name: &str) -> Result<String, ResponseError> {
     check_package_name(name)?;
     let mut url = parse_codebase(codebase)?;
     url.set_fragment(None);
-    url.path_segments_mut()
-        .map_err(|()| ResponseError::UnsupportedCodebase {
-            codebase: quote_cut(codebase),
-            reason: "cannot be a base URL".into(),
-        })?
-        .pop_if_empty()
-        .push(name);
+    // Built by hand rather than with `path_segments_mut`: popping the empty
+    // last segment of a `//` path leaves `/`, and the name would land one
+    // directory up (found by fuzzing).
+    let mut path = url.path().to_string();
+    if !path.ends_with('/') {
+        path.push('/');
+    }
+    encode_segment(name, &mut path);
+    url.set_path(&path);
     Ok(url.into())
+}
+
+/// Appends `segment` percent-encoded, keeping only RFC 3986 unreserved
+/// characters: nothing in it can act as a separator, query, fragment or
+/// (since `%` is encoded) a pre-encoded dot segment.
+fn encode_segment(segment: &str, out: &mut String) {
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -91,7 +106,10 @@ mod tests {
             ("http://a/b", "p.gz", "http://a/b/p.gz"),
             ("http://a", "p.gz", "http://a/p.gz"),
             ("https://a/b/?sig=1#frag", "p.gz", "https://a/b/p.gz?sig=1"),
-            ("http://a/b/", "p?x=1#y", "http://a/b/p%3Fx=1%23y"),
+            ("http://a/b/", "p?x=1#y", "http://a/b/p%3Fx%3D1%23y"),
+            ("http://a//", "p.gz", "http://a//p.gz"),
+            ("http://a/b//", "p.gz", "http://a/b//p.gz"),
+            ("http://a/b/", "\u{e9}+", "http://a/b/%C3%A9%2B"),
             ("http://a/b/", "a b%2e%2e", "http://a/b/a%20b%252e%252e"),
             ("http://a/b/", ".%2e", "http://a/b/.%252e"),
             ("http://a/b/", "...", "http://a/b/..."),

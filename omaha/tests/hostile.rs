@@ -118,7 +118,10 @@ fn package_names_that_leave_the_codebase_are_refused() {
 #[test]
 fn package_names_are_one_percent_encoded_segment() {
     let cases = [
-        ("p.gz?token=1#frag", "https://h/base/p.gz%3Ftoken=1%23frag"),
+        (
+            "p.gz?token=1#frag",
+            "https://h/base/p.gz%3Ftoken%3D1%23frag",
+        ),
         ("%2e%2e", "https://h/base/%252e%252e"),
         ("a b.gz", "https://h/base/a%20b.gz"),
         ("...", "https://h/base/..."),
