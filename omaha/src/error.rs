@@ -36,13 +36,13 @@ pub enum ResponseError {
     },
 
     /// The XML tokenizer rejected the document.
-    #[error("malformed XML at byte {offset}: {source}")]
+    #[error("malformed XML at byte {offset}: {reason}")]
     Xml {
         /// Byte offset where the tokenizer stopped.
         offset: u64,
-        /// The tokenizer's error.
-        #[source]
-        source: quick_xml::Error,
+        /// The tokenizer's message, escaped and cut (see [`describe`]): it
+        /// quotes the document, which is the server's text.
+        reason: String,
     },
 
     /// The document ended while elements were still open.
@@ -66,13 +66,32 @@ pub enum ResponseError {
 
     /// An entity or character reference could not be resolved (only the five
     /// predefined XML entities and numeric references are accepted).
-    #[error("bad escape in {context}: {source}")]
+    #[error("bad escape in {context}: {reason}")]
     BadEscape {
         /// Where the escape was found, e.g. `attribute codebase of <url>`.
         context: String,
-        /// The unescaper's error.
-        #[source]
-        source: quick_xml::escape::EscapeError,
+        /// The unescaper's message, escaped and cut (see [`describe`]).
+        reason: String,
+    },
+
+    /// A character XML 1.0 forbids (a control character other than tab, CR
+    /// and LF, U+FFFE or U+FFFF), raw or as a character reference.
+    #[error("character U+{code_point:04X} {location} is not allowed in XML 1.0")]
+    ForbiddenChar {
+        /// The character.
+        code_point: u32,
+        /// Where: `at byte N` for a raw one, `in attribute A of <E>` or
+        /// `in text` for a reference.
+        location: String,
+    },
+
+    /// An element or attribute name is not an XML name.
+    #[error("malformed XML at byte {offset}: {name:?} is not an XML name")]
+    BadName {
+        /// The name (cut after 64 characters).
+        name: String,
+        /// Byte offset of the tag.
+        offset: u64,
     },
 
     /// Elements are nested deeper than [`crate::response::MAX_DEPTH`].
@@ -132,6 +151,40 @@ pub enum ResponseError {
         reason: &'static str,
     },
 
+    /// No `<app>` carries our appid: the answer is for another product (or
+    /// for nobody), and nothing in it may be installed. Permanent: see
+    /// [`ResponseError::is_permanent`].
+    #[error("Omaha response has no <app> for appid {want:?} (found {found:?}); not retryable")]
+    AppNotFound {
+        /// Our appid, as sent in the request.
+        want: String,
+        /// The appids the response carries (at most 4, each cut after 64
+        /// characters; an `<app>` without appid counts as `""`).
+        found: Vec<String>,
+    },
+
+    /// A package name that is not a plain file name: it could leave the
+    /// codebase (`..`, `/`, `\`) or is empty. Permanent: see
+    /// [`ResponseError::is_permanent`].
+    #[error("refusing package name {name:?}: {reason}; not retryable")]
+    UnsafePackageName {
+        /// The name (cut after 64 characters).
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A codebase that is not an absolute `http` or `https` URL with a host.
+    /// Refused before any download: no retry or fallback can fix it.
+    /// Permanent: see [`ResponseError::is_permanent`].
+    #[error("refusing codebase {codebase:?}: {reason}; not retryable")]
+    UnsupportedCodebase {
+        /// The codebase (cut after 64 characters).
+        codebase: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
     /// The server answered (with HTTP 200) but reported an error status, e.g.
     /// Nebraska's `app status="error-noPackageFound"`.
     #[error("Omaha server reported {status:?} on <{element}>")]
@@ -155,6 +208,8 @@ impl ResponseError {
             Self::BadStructure { .. } => "bad_structure",
             Self::Doctype => "doctype",
             Self::BadEscape { .. } => "bad_escape",
+            Self::ForbiddenChar { .. } => "forbidden_char",
+            Self::BadName { .. } => "bad_name",
             Self::TooDeep { .. } => "too_deep",
             Self::TooManyElements { .. } => "too_many_elements",
             Self::NotAResponse { .. } => "not_a_response",
@@ -162,6 +217,9 @@ impl ResponseError {
             Self::MissingElement { .. } => "missing_element",
             Self::MissingAttribute { .. } => "missing_attribute",
             Self::InvalidAttribute { .. } => "invalid_attribute",
+            Self::AppNotFound { .. } => "app_not_found",
+            Self::UnsafePackageName { .. } => "unsafe_package_name",
+            Self::UnsupportedCodebase { .. } => "unsupported_codebase",
             Self::ServerError { .. } => "server_error",
         }
     }
@@ -180,6 +238,8 @@ impl ResponseError {
             | Self::BadStructure { .. }
             | Self::Doctype
             | Self::BadEscape { .. }
+            | Self::ForbiddenChar { .. }
+            | Self::BadName { .. }
             | Self::TooDeep { .. }
             | Self::TooManyElements { .. } => ErrorCode::OmahaRequestXmlParseError,
             Self::NotAResponse { .. }
@@ -187,8 +247,26 @@ impl ResponseError {
             | Self::MissingElement { .. }
             | Self::MissingAttribute { .. }
             | Self::InvalidAttribute { .. }
+            | Self::AppNotFound { .. }
+            | Self::UnsafePackageName { .. }
+            | Self::UnsupportedCodebase { .. }
             | Self::ServerError { .. } => ErrorCode::OmahaResponseInvalid,
         }
+    }
+
+    /// Whether the response was understood and refused as unsafe to act on:
+    /// another product's app, a package name that could leave its codebase,
+    /// a codebase outside http(s). Such an answer must never reach the
+    /// downloader, and retrying or falling back to another URL cannot fix
+    /// it; only a different answer from the server can. Every other error
+    /// may be transient (a cut connection, a proxy page, a server limit).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::AppNotFound { .. }
+                | Self::UnsafePackageName { .. }
+                | Self::UnsupportedCodebase { .. }
+        )
     }
 
     /// The server's status string for [`ResponseError::ServerError`], e.g.
@@ -212,6 +290,23 @@ impl ResponseError {
             value: quote_cut(value),
             reason,
         }
+    }
+}
+
+/// Longest tokenizer message kept in [`ResponseError::Xml`]: quick-xml
+/// quotes whole tags, which a server can make as long as the body.
+const MAX_REASON: usize = 200;
+
+/// A tokenizer error as text that is safe to log: quick-xml quotes the
+/// document (newlines, C1 controls and bidi overrides included) in its
+/// messages, so they are escaped like [`crate::LogEscaped`] and cut. The
+/// message is kept instead of the error as `#[source]` because the agent
+/// prints source chains verbatim.
+pub(crate) fn describe(err: &impl std::fmt::Display) -> String {
+    let text = crate::LogEscaped(err.to_string().as_bytes()).to_string();
+    match text.char_indices().nth(MAX_REASON) {
+        Some((idx, _)) => format!("{}...", &text[..idx]),
+        None => text,
     }
 }
 

@@ -21,29 +21,36 @@
 //! let xml = Request::update_check(client, InstallSource::Scheduler, None).to_xml();
 //! assert!(xml.contains(r#"<event eventtype="3" eventresult="2" previousversion="0.0.0.0"></event>"#));
 //!
-//! let body = br#"<response protocol="3.0"><app status="ok">
+//! let body = br#"<response protocol="3.0">
+//!     <app appid="{e96281a6-d1af-4bde-9a0a-97b76e56dc57}" status="ok">
 //!     <updatecheck status="noupdate" PollInterval="3600"></updatecheck></app></response>"#;
-//! let resp = omaha::parse_update_check(body).unwrap();
+//! let resp = omaha::parse_update_check(body, omaha::FLATCAR_APP_ID).unwrap();
 //! assert_eq!(resp.outcome, UpdateCheck::NoUpdate);
 //! assert_eq!(resp.poll_interval, Some(3600));
 //! ```
 
+mod codebase;
 mod error;
+mod error_code;
 pub mod event;
+mod log_escape;
 pub mod request;
 pub mod response;
 pub mod server;
 mod xml;
 
+pub use codebase::join_url;
 pub use error::ResponseError;
 pub use event::{
-    BaseCode, ErrorCode, ErrorFlags, Event, EventErrorCode, EventResult, EventType, UnknownValue,
+    BaseCode, ErrorCode, ErrorFlags, Event, EventErrorCode, EventResult, EventType, NamedErrorCode,
+    UnknownValue,
 };
+pub use log_escape::LogEscaped;
 pub use request::{
     BootId, ClientInfo, DEFAULT_TRACK, FLATCAR_APP_ID, InstallSource, Request, RequestKind,
     UPDATER_VERSION,
 };
 pub use response::{
     EventResponse, MAX_RESPONSE_SIZE, Package, PostinstallAction, UpdateCheck, UpdateCheckResponse,
-    UpdateInfo, parse_event_response, parse_update_check,
+    UpdateInfo, parse_event_response, parse_update_check, same_app_id,
 };

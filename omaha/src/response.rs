@@ -1,14 +1,17 @@
 //! Tolerant parsing of Omaha v3 responses, following update_engine's
-//! `OmahaRequestAction::ParseResponse`: only the first `<app>`, `<manifest>`
-//! and postinstall `<action>` are read; element order and unknown elements
-//! or attributes do not matter.
+//! `OmahaRequestAction::ParseResponse`: only the `<app>` with our appid, its
+//! first `<manifest>` and postinstall `<action>` are read; element order and
+//! unknown elements or attributes do not matter. Unlike update_engine, what
+//! could point the downloader elsewhere (another product's app, a package
+//! name leaving its codebase, a non-http(s) codebase) is refused here.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::error::ResponseError;
+use crate::codebase::{check_package_name, join_url, parse_codebase};
+use crate::error::{ResponseError, quote_cut};
 use crate::event::parse_decimal;
 use crate::xml::{Element, parse_document};
 
@@ -35,7 +38,8 @@ pub type Sha1Digest = [u8; 20];
 pub struct UpdateCheckResponse {
     /// `response@server`, e.g. `nebraska`.
     pub server: Option<String>,
-    /// `app@appid` of the first app (not checked against the request).
+    /// `app@appid` of the app that was read, as the server spelled it (it
+    /// matches ours, see [`same_app_id`]).
     pub app_id: Option<String>,
     /// `updatecheck@PollInterval` in seconds: overrides the next check
     /// interval when > 0.
@@ -58,7 +62,8 @@ pub enum UpdateCheck {
 pub struct UpdateInfo {
     /// `manifest@version`: the new version.
     pub version: String,
-    /// `url@codebase`s in order: the fallback list.
+    /// `url@codebase`s in order: the fallback list. Each was checked to be an
+    /// absolute http(s) URL with a host.
     pub urls: Vec<String>,
     /// The first package: the OS payload.
     pub payload: Package,
@@ -80,16 +85,19 @@ pub struct UpdateInfo {
 
 impl UpdateInfo {
     /// The payload's download URLs in fallback order: each codebase joined
-    /// with the payload name.
+    /// with the payload name by [`join_url`].
     pub fn payload_urls(&self) -> Vec<String> {
         self.package_urls(&self.payload)
     }
 
-    /// `package`'s download URLs in fallback order.
+    /// `package`'s download URLs in fallback order, joined by [`join_url`].
+    /// A codebase or name that [`join_url`] refuses is left out; for an
+    /// `UpdateInfo` from [`parse_update_check`] none is, since parsing
+    /// refuses them first.
     pub fn package_urls(&self, package: &Package) -> Vec<String> {
         self.urls
             .iter()
-            .map(|base| join_url(base, &package.name))
+            .filter_map(|base| join_url(base, &package.name).ok())
             .collect()
     }
 
@@ -101,21 +109,12 @@ impl UpdateInfo {
     }
 }
 
-/// Joins a codebase and a package name, adding `/` if needed (as
-/// update_engine does).
-pub fn join_url(codebase: &str, name: &str) -> String {
-    if codebase.ends_with('/') {
-        format!("{codebase}{name}")
-    } else {
-        format!("{codebase}/{name}")
-    }
-}
-
 /// One `<package>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
-    /// `name`: file name appended to each codebase. Untrusted: it is not
-    /// checked to be a plain file name (update_engine does not either).
+    /// `name`: file name appended to each codebase as one path segment.
+    /// Checked to be a plain file name: not empty, `.` or `..`, no `/`,
+    /// `\` or control characters.
     pub name: String,
     /// `size` in bytes.
     pub size: u64,
@@ -161,14 +160,16 @@ pub struct EventResponse {
     pub ping_status: Option<String>,
 }
 
-/// Parses an update-check response body.
+/// Parses an update-check response body, reading the `<app>` whose appid
+/// matches `app_id` (the one sent in the request, see [`same_app_id`]).
 ///
 /// Errors: see [`ResponseError`]. An `error-*` status (Nebraska sends those
 /// with HTTP 200) on `<app>` or `<updatecheck>` is
-/// [`ResponseError::ServerError`] naming the server's status.
-pub fn parse_update_check(body: &[u8]) -> Result<UpdateCheckResponse, ResponseError> {
+/// [`ResponseError::ServerError`] naming the server's status; no app for
+/// `app_id` is [`ResponseError::AppNotFound`].
+pub fn parse_update_check(body: &[u8], app_id: &str) -> Result<UpdateCheckResponse, ResponseError> {
     let root = parse_root(body)?;
-    let app = first_app(&root)?;
+    let app = our_app(&root, app_id)?;
     let updatecheck = app
         .child("updatecheck")
         .ok_or(ResponseError::MissingElement {
@@ -213,10 +214,11 @@ pub fn parse_update_check(body: &[u8]) -> Result<UpdateCheckResponse, ResponseEr
 }
 
 /// Parses the response to an event-only or ping-only request: checks the
-/// envelope and the app status, and collects the statuses.
-pub fn parse_event_response(body: &[u8]) -> Result<EventResponse, ResponseError> {
+/// envelope and the status of the app for `app_id`, and collects the
+/// statuses.
+pub fn parse_event_response(body: &[u8], app_id: &str) -> Result<EventResponse, ResponseError> {
     let root = parse_root(body)?;
-    let app = first_app(&root)?;
+    let app = our_app(&root, app_id)?;
     Ok(EventResponse {
         server: root.attr("server").map(str::to_string),
         app_id: app.attr("appid").map(str::to_string),
@@ -263,11 +265,42 @@ pub(crate) fn parse_bounded(body: &[u8]) -> Result<Element, ResponseError> {
     parse_document(text)
 }
 
-/// The first `<app>`, rejecting an `error-*` (any non-`ok`) app status.
-fn first_app(root: &Element) -> Result<&Element, ResponseError> {
-    let app = root.child("app").ok_or(ResponseError::MissingElement {
-        path: "response/app",
-    })?;
+/// Whether two appids name the same app: GUIDs are compared without
+/// surrounding braces and ignoring ASCII case, so
+/// `{E96281A6-D1AF-4BDE-9A0A-97B76E56DC57}` matches
+/// `e96281a6-d1af-4bde-9a0a-97b76e56dc57`.
+pub fn same_app_id(a: &str, b: &str) -> bool {
+    fn bare(id: &str) -> &str {
+        let id = id.trim();
+        id.strip_prefix('{')
+            .and_then(|s| s.strip_suffix('}'))
+            .unwrap_or(id)
+    }
+    bare(a).eq_ignore_ascii_case(bare(b))
+}
+
+/// Most appids quoted in [`ResponseError::AppNotFound`].
+const MAX_QUOTED_APPS: usize = 4;
+
+/// The first `<app>` whose appid matches `app_id`, rejecting an `error-*`
+/// (any non-`ok`) status on it.
+fn our_app<'a>(root: &'a Element, app_id: &str) -> Result<&'a Element, ResponseError> {
+    let mut apps = root.children_named("app").peekable();
+    if apps.peek().is_none() {
+        return Err(ResponseError::MissingElement {
+            path: "response/app",
+        });
+    }
+    let app = apps
+        .find(|a| a.attr("appid").is_some_and(|id| same_app_id(id, app_id)))
+        .ok_or_else(|| ResponseError::AppNotFound {
+            want: quote_cut(app_id),
+            found: root
+                .children_named("app")
+                .take(MAX_QUOTED_APPS)
+                .map(|a| quote_cut(a.attr("appid").unwrap_or_default()))
+                .collect(),
+        })?;
     match app.attr("status") {
         None | Some("ok") => Ok(app),
         Some(other) => Err(ResponseError::ServerError {
@@ -282,8 +315,12 @@ fn parse_update(updatecheck: &Element) -> Result<UpdateInfo, ResponseError> {
         .child("urls")
         .into_iter()
         .flat_map(|u| u.children_named("url"))
-        .map(|url| required_non_empty(url, "url", "codebase").map(str::to_string))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|url| {
+            let codebase = required_non_empty(url, "url", "codebase")?;
+            parse_codebase(codebase)?;
+            Ok(codebase.to_string())
+        })
+        .collect::<Result<Vec<_>, ResponseError>>()?;
     if urls.is_empty() {
         return Err(ResponseError::MissingElement {
             path: "response/app/updatecheck/urls/url",
@@ -295,7 +332,17 @@ fn parse_update(updatecheck: &Element) -> Result<UpdateInfo, ResponseError> {
         path: "response/app/updatecheck/manifest",
     })?;
     let ignored_manifests = manifests.count();
-    let version = required_non_empty(manifest, "manifest", "version")?.to_string();
+    let version = required_non_empty(manifest, "manifest", "version")?;
+    if version.chars().any(char::is_control) {
+        // It is logged, shown by `-status` and written to prefs.
+        return Err(ResponseError::invalid(
+            "manifest",
+            "version",
+            version,
+            "must not contain control characters",
+        ));
+    }
+    let version = version.to_string();
 
     let mut packages = manifest
         .child("packages")
@@ -339,7 +386,8 @@ fn parse_update(updatecheck: &Element) -> Result<UpdateInfo, ResponseError> {
 }
 
 fn parse_package(el: &Element) -> Result<Package, ResponseError> {
-    let name = required_non_empty(el, "package", "name")?;
+    let name = required(el, "package", "name")?;
+    check_package_name(name)?;
     let size = required(el, "package", "size")?;
     let size = parse_decimal::<u64>(size).ok_or_else(|| {
         ResponseError::invalid(
@@ -492,8 +540,22 @@ mod tests {
     }
 
     #[test]
-    fn url_join() {
-        assert_eq!(join_url("http://a/b/", "p.gz"), "http://a/b/p.gz");
-        assert_eq!(join_url("http://a/b", "p.gz"), "http://a/b/p.gz");
+    fn app_ids() {
+        let flatcar = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}";
+        assert!(same_app_id(
+            flatcar,
+            "{E96281A6-D1AF-4BDE-9A0A-97B76E56DC57}"
+        ));
+        assert!(same_app_id(flatcar, "e96281a6-d1af-4bde-9a0a-97b76e56dc57"));
+        assert!(same_app_id("E96281A6-D1AF-4BDE-9A0A-97B76E56DC57", flatcar));
+        assert!(!same_app_id(
+            flatcar,
+            "{e96281a6-d1af-4bde-9a0a-97b76e56dc58}"
+        ));
+        assert!(!same_app_id(
+            flatcar,
+            "{{e96281a6-d1af-4bde-9a0a-97b76e56dc57}}"
+        ));
+        assert!(!same_app_id(flatcar, ""));
     }
 }

@@ -3,13 +3,16 @@
 
 use omaha::{ErrorCode, MAX_RESPONSE_SIZE, parse_update_check};
 
+/// The Flatcar appid, as update_engine sends it.
+const APP: &str = omaha::FLATCAR_APP_ID;
+
 const SHA: &str = "LIkAKVZY2EJFiwTmltiJZLFLA5xT/FodbjVgqkyF/y8=";
 
 /// A valid update response whose parts can be swapped out.
 fn doc(app_attrs: &str, urls: &str, manifest_attrs: &str, package: &str, action: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
-<response protocol="3.0" server="test"><app appid="{{a}}"{app_attrs}><updatecheck status="ok"><urls>{urls}</urls><manifest{manifest_attrs}><packages>{package}</packages><actions>{action}</actions></manifest></updatecheck></app></response>"#
+<response protocol="3.0" server="test"><app appid="{{e96281a6-d1af-4bde-9a0a-97b76e56dc57}}"{app_attrs}><updatecheck status="ok"><urls>{urls}</urls><manifest{manifest_attrs}><packages>{package}</packages><actions>{action}</actions></manifest></updatecheck></app></response>"#
     )
 }
 
@@ -35,7 +38,7 @@ fn with_action(action: &str) -> String {
 
 #[test]
 fn the_base_document_is_valid() {
-    parse_update_check(valid().as_bytes()).unwrap();
+    parse_update_check(valid().as_bytes(), APP).unwrap();
 }
 
 #[test]
@@ -76,7 +79,7 @@ fn rejections() {
         ("truncated mid-document", truncated.into(),
             "truncated XML: <updatecheck> is not closed", "truncated"),
         ("truncated mid-tag", full[..120].into(),
-            "malformed XML at byte 107: syntax error: tag not closed: `>` not found before end of input", "malformed_xml"),
+            "malformed XML at byte 78: syntax error: tag not closed: `>` not found before end of input", "malformed_xml"),
         ("mismatched end tag", r#"<response protocol="3.0"><app></ap></response>"#.into(),
             "malformed XML at byte 30: ill-formed document: expected `</app>`, but `</ap>` was found", "malformed_xml"),
         ("two roots", r#"<response protocol="3.0"></response><response protocol="3.0"></response>"#.into(),
@@ -152,12 +155,12 @@ fn rejections() {
         ("too many elements", many,
             "XML has more than 10000 elements", "too_many_elements"),
         ("oversize", format!("{full}{}", " ".repeat(MAX_RESPONSE_SIZE)),
-            "Omaha response too large: 1049010 bytes (limit 1048576)", "too_large"),
+            "Omaha response too large: 1049045 bytes (limit 1048576)", "too_large"),
     ];
 
     let mut failures = Vec::new();
     for (name, body, want, kind) in &cases {
-        match parse_update_check(body.as_bytes()) {
+        match parse_update_check(body.as_bytes(), APP) {
             Ok(resp) => failures.push(format!("{name}: accepted: {resp:?}")),
             Err(err) => {
                 if err.to_string() != *want {
@@ -176,7 +179,7 @@ fn rejections() {
 fn invalid_utf8() {
     let mut body = valid().into_bytes();
     body[60] = 0xff;
-    let err = parse_update_check(&body).unwrap_err();
+    let err = parse_update_check(&body, APP).unwrap_err();
     assert_eq!(
         err.to_string(),
         "Omaha response is not valid UTF-8 at byte 60"
@@ -189,7 +192,7 @@ fn exactly_max_size_is_accepted() {
     let full = valid();
     let body = format!("{full}{}", " ".repeat(MAX_RESPONSE_SIZE - full.len()));
     assert_eq!(body.len(), MAX_RESPONSE_SIZE);
-    parse_update_check(body.as_bytes()).unwrap();
+    parse_update_check(body.as_bytes(), APP).unwrap();
 }
 
 #[test]
@@ -207,7 +210,7 @@ fn error_codes_for_event_reports() {
         ),
     ];
     for (body, want) in cases {
-        let err = parse_update_check(body).unwrap_err();
+        let err = parse_update_check(body, APP).unwrap_err();
         assert_eq!(err.error_code(), *want, "{err}");
     }
 }
@@ -216,7 +219,7 @@ fn error_codes_for_event_reports() {
 fn long_values_are_cut_in_messages() {
     let long = "9".repeat(200);
     let body = with_package(&format!(r#"<package name="p.gz" size="{long}"/>"#));
-    let err = parse_update_check(body.as_bytes()).unwrap_err();
+    let err = parse_update_check(body.as_bytes(), APP).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(

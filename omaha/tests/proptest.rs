@@ -6,6 +6,9 @@ use omaha::{
 };
 use proptest::prelude::*;
 
+/// The Flatcar appid, as update_engine sends it.
+const APP: &str = omaha::FLATCAR_APP_ID;
+
 const SAMPLES: &[&str] = &[
     include_str!("fixtures/generated-responses/resp-update-ok.xml"),
     include_str!("fixtures/generated-responses/resp-update-ok-with-extra-files.xml"),
@@ -20,13 +23,13 @@ const SAMPLES: &[&str] = &[
 
 /// Parses with both entry points; checks invariants of accepted updates.
 fn parse_all(body: &[u8]) {
-    if let Ok(UpdateCheck::Update(info)) = parse_update_check(body).map(|r| r.outcome) {
+    if let Ok(UpdateCheck::Update(info)) = parse_update_check(body, APP).map(|r| r.outcome) {
         assert!(!info.urls.is_empty());
         assert!(info.urls.iter().all(|u| !u.trim().is_empty()));
         assert!(info.payload.size > 0);
         assert!(!info.version.trim().is_empty());
     }
-    let _ = parse_event_response(body);
+    let _ = parse_event_response(body, APP);
 }
 
 #[derive(Debug, Clone)]

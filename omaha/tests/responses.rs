@@ -7,6 +7,9 @@ use omaha::{
     parse_event_response, parse_update_check,
 };
 
+/// The Flatcar appid, as update_engine sends it.
+const APP: &str = omaha::FLATCAR_APP_ID;
+
 fn b64(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
@@ -18,7 +21,12 @@ fn hex32(s: &str) -> [u8; 32] {
 
 #[track_caller]
 fn update(body: &str) -> (UpdateCheckResponse, UpdateInfo) {
-    let resp = parse_update_check(body.as_bytes()).unwrap();
+    update_for(body, APP)
+}
+
+#[track_caller]
+fn update_for(body: &str, app_id: &str) -> (UpdateCheckResponse, UpdateInfo) {
+    let resp = parse_update_check(body.as_bytes(), app_id).unwrap();
     match &resp.outcome {
         UpdateCheck::Update(info) => {
             let info = (**info).clone();
@@ -30,7 +38,7 @@ fn update(body: &str) -> (UpdateCheckResponse, UpdateInfo) {
 
 #[track_caller]
 fn server_error(body: &str) -> ResponseError {
-    parse_update_check(body.as_bytes()).unwrap_err()
+    parse_update_check(body.as_bytes(), APP).unwrap_err()
 }
 
 // ---- Nebraska (generated-responses/) --------------------------------------
@@ -107,9 +115,10 @@ fn nebraska_update_ok_with_extra_files_keeps_sysext_packages() {
 
 #[test]
 fn nebraska_noupdate() {
-    let resp = parse_update_check(include_bytes!(
-        "fixtures/generated-responses/resp-noupdate.xml"
-    ))
+    let resp = parse_update_check(
+        include_bytes!("fixtures/generated-responses/resp-noupdate.xml"),
+        APP,
+    )
     .unwrap();
     assert_eq!(resp.outcome, UpdateCheck::NoUpdate);
     assert_eq!(resp.server.as_deref(), Some("nebraska"));
@@ -118,12 +127,12 @@ fn nebraska_noupdate() {
 #[test]
 fn nebraska_event_only() {
     let body = include_bytes!("fixtures/generated-responses/resp-event-only.xml");
-    let ack = parse_event_response(body).unwrap();
+    let ack = parse_event_response(body, APP).unwrap();
     assert_eq!(ack.event_statuses, ["ok"]);
     assert_eq!(ack.ping_status, None);
     // As an update-check answer it lacks <updatecheck>: update_engine's
     // error 34.
-    let err = parse_update_check(body).unwrap_err();
+    let err = parse_update_check(body, APP).unwrap_err();
     assert_eq!(err.to_string(), "missing element response/app/updatecheck");
     assert_eq!(err.error_code(), ErrorCode::OmahaResponseInvalid);
 }
@@ -131,7 +140,7 @@ fn nebraska_event_only() {
 #[test]
 fn nebraska_malformed_request_reply_is_empty_document() {
     let body = include_bytes!("fixtures/generated-responses/resp-malformed-request.xml");
-    let err = parse_update_check(body).unwrap_err();
+    let err = parse_update_check(body, APP).unwrap_err();
     assert_eq!(err.to_string(), "malformed XML: no root element");
     assert_eq!(err.error_kind(), "bad_structure");
     assert_eq!(err.error_code(), ErrorCode::OmahaRequestXmlParseError);
@@ -179,8 +188,6 @@ nebraska_error_tests! {
         "resp-error-maxUpdatesPerPeriodLimitReached.xml" => "error-maxUpdatesPerPeriodLimitReached",
     nebraska_error_no_package_found:
         "resp-error-noPackageFound.xml" => "error-noPackageFound",
-    nebraska_error_unknown_app:
-        "resp-error-unknown-app.xml" => "error-failedToRetrieveUpdatePackageInfo",
     nebraska_error_unknown_track:
         "resp-error-unknown-track.xml" => "error-failedToRetrieveUpdatePackageInfo",
     nebraska_error_update_in_progress:
@@ -190,10 +197,25 @@ nebraska_error_tests! {
 }
 
 #[test]
+fn nebraska_error_unknown_app() {
+    // Nebraska answers for the appid that was asked about.
+    let body = include_bytes!("fixtures/generated-responses/resp-error-unknown-app.xml");
+    let err = parse_update_check(body, "{00000000-0000-0000-0000-000000000000}").unwrap_err();
+    assert_eq!(
+        err.server_status(),
+        Some("error-failedToRetrieveUpdatePackageInfo")
+    );
+    assert!(!err.is_permanent());
+    let err = parse_update_check(body, APP).unwrap_err();
+    assert_eq!(err.error_kind(), "app_not_found");
+}
+
+#[test]
 fn nebraska_error_statuses_on_event_responses_too() {
-    let err = parse_event_response(include_bytes!(
-        "fixtures/generated-responses/resp-error-updatesDisabled.xml"
-    ))
+    let err = parse_event_response(
+        include_bytes!("fixtures/generated-responses/resp-error-updatesDisabled.xml"),
+        APP,
+    )
     .unwrap_err();
     assert_eq!(err.server_status(), Some("error-updatesDisabled"));
 }
@@ -257,16 +279,17 @@ fn go_omaha_update_after_rollback() {
 
 #[test]
 fn go_omaha_noupdate() {
-    let resp = parse_update_check(include_bytes!(
-        "fixtures/go-omaha/updatecheck-9999.0.0-stable-noupdate.resp.xml"
-    ))
+    let resp = parse_update_check(
+        include_bytes!("fixtures/go-omaha/updatecheck-9999.0.0-stable-noupdate.resp.xml"),
+        APP,
+    )
     .unwrap();
     assert_eq!(resp.outcome, UpdateCheck::NoUpdate);
 }
 
 #[track_caller]
 fn check_go_omaha_event(body: &[u8]) {
-    let ack = parse_event_response(body).unwrap();
+    let ack = parse_event_response(body, APP).unwrap();
     assert_eq!(ack.server.as_deref(), Some("go-omaha"));
     assert_eq!(ack.event_statuses, ["ok"]);
 }
@@ -339,9 +362,10 @@ fn ue_rs_production_response_with_oem_packages() {
 fn update_engine_sample_response() {
     // Self-closing tags, an `update` action before `postinstall`, and many
     // attributes update_engine ignores.
-    let (resp, info) = update(include_str!(
-        "fixtures/flatcar-update_engine-sample_omaha_v3_response.xml"
-    ));
+    let (resp, info) = update_for(
+        include_str!("fixtures/flatcar-update_engine-sample_omaha_v3_response.xml"),
+        "{90f229ce-83e2-4faf-8479-e368a34938b1}",
+    );
     assert_eq!(resp.server.as_deref(), Some("prod"));
     assert_eq!(info.version, "3095.0.0");
     assert_eq!(info.payload.size, 400_752_559);
@@ -379,7 +403,8 @@ fn actions_before_packages_unknown_elements_and_attributes() {
 <!-- a comment -->
 <response protocol="3.0" server="custom" newattr="x">
   <systemrequirements platform="linux"/>
-  <app appid="{{x}}" status="ok" cohort="1:2:" extra="y">
+  <app appid="{{x}}" status="ok"/>
+  <app appid="E96281A6-D1AF-4BDE-9A0A-97B76E56DC57" status="ok" cohort="1:2:" extra="y">
     <updatecheck status="ok" PollInterval="3600" foo="bar">
       <manifest version="1.2.3" extra="z">
         <actions>
@@ -421,17 +446,20 @@ fn actions_before_packages_unknown_elements_and_attributes() {
 
 #[test]
 fn poll_interval_on_noupdate_and_missing_urls() {
-    let body = r#"<response protocol="3.0"><app><updatecheck status="noupdate" PollInterval="120"/></app></response>"#;
-    let resp = parse_update_check(body.as_bytes()).unwrap();
+    let body = r#"<response protocol="3.0"><app appid="e96281a6-d1af-4bde-9a0a-97b76e56dc57"><updatecheck status="noupdate" PollInterval="120"/></app></response>"#;
+    let resp = parse_update_check(body.as_bytes(), APP).unwrap();
     assert_eq!(resp.outcome, UpdateCheck::NoUpdate);
     assert_eq!(resp.poll_interval, Some(120));
-    assert_eq!(resp.app_id, None);
+    assert_eq!(
+        resp.app_id.as_deref(),
+        Some("e96281a6-d1af-4bde-9a0a-97b76e56dc57")
+    );
 }
 
 #[test]
 fn escaped_attribute_values_are_unescaped() {
     let body = format!(
-        r#"<response protocol="3.0"><app status="ok"><updatecheck status="ok"><urls><url codebase="http://h/p?a=1&amp;b=&#50;&#x33;/"/></urls><manifest version="1"><packages><package name="p" size="1"/></packages><actions><action event="postinstall" sha256="{OK_SHA256_B64}"/></actions></manifest></updatecheck></app></response>"#
+        r#"<response protocol="3.0"><app appid="{APP}" status="ok"><updatecheck status="ok"><urls><url codebase="http://h/p?a=1&amp;b=&#50;&#x33;/"/></urls><manifest version="1"><packages><package name="p" size="1"/></packages><actions><action event="postinstall" sha256="{OK_SHA256_B64}"/></actions></manifest></updatecheck></app></response>"#
     );
     let (_, info) = update(&body);
     assert_eq!(info.urls, ["http://h/p?a=1&b=23/"]);

@@ -148,7 +148,7 @@ fn both() -> Echo {
 
 #[track_caller]
 fn assert_rewrites(fixture: &str, echo: Echo) {
-    let parsed = parse_update_check(fixture.as_bytes()).unwrap();
+    let parsed = parse_update_check(fixture.as_bytes(), APP).unwrap();
     assert_eq!(update_check_response_xml(&parsed, echo), fixture.trim_end());
 }
 
@@ -248,9 +248,28 @@ fn non_blank() -> impl Strategy<Value = String> {
     "[!-~][ -~]{0,23}"
 }
 
+/// A plain file name: no `/` or backslash, not `.` or `..`.
+fn file_name() -> impl Strategy<Value = String> {
+    "[!-.0-\\[\\]-~][ -.0-\\[\\]-~]{0,23}".prop_filter("dot segment", |n| n != "." && n != "..")
+}
+
+/// An http(s) codebase.
+fn codebase() -> impl Strategy<Value = String> {
+    "https?://[a-z]{1,10}(:[0-9]{1,4})?(/[!-~]{0,12})?"
+}
+
+/// Our appid, spelled as servers may spell it.
+fn app_id() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        APP.to_string(),
+        APP.to_uppercase(),
+        APP.trim_matches(['{', '}']).to_string(),
+    ])
+}
+
 fn package(min_size: u64) -> impl Strategy<Value = Package> {
     (
-        non_blank(),
+        file_name(),
         min_size..u64::MAX,
         proptest::option::of(any::<[u8; 20]>()),
         proptest::option::of(any::<[u8; 32]>()),
@@ -286,7 +305,7 @@ fn update_info() -> impl Strategy<Value = UpdateInfo> {
         );
     (
         non_blank(),
-        proptest::collection::vec(non_blank(), 1..4),
+        proptest::collection::vec(codebase(), 1..4),
         package(1),
         proptest::collection::vec(package(0), 0..3),
         postinstall,
@@ -321,7 +340,7 @@ fn update_info() -> impl Strategy<Value = UpdateInfo> {
 fn response() -> impl Strategy<Value = UpdateCheckResponse> {
     (
         proptest::option::of(text()),
-        proptest::option::of(text()),
+        app_id().prop_map(Some),
         proptest::option::of(any::<u32>()),
         proptest::option::of(update_info()),
     )
@@ -416,7 +435,7 @@ proptest! {
     #[test]
     fn responses_round_trip(resp in response(), ping in any::<bool>(), event in any::<bool>()) {
         let xml = update_check_response_xml(&resp, Echo { ping, event });
-        prop_assert_eq!(parse_update_check(xml.as_bytes()).unwrap(), resp);
+        prop_assert_eq!(parse_update_check(xml.as_bytes(), APP).unwrap(), resp);
     }
 
     #[test]

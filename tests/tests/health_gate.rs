@@ -94,6 +94,7 @@ impl Node {
             version: version.into(),
             boot_id: boot_id.into(),
             state_dir: STATE.into(),
+            app_id: omaha::FLATCAR_APP_ID.into(),
         }
     }
 

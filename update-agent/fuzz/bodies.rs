@@ -12,8 +12,17 @@ pub fn update_conf(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let pairs = parse_key_values(&text);
     let config = FlatcarConfig::from_texts([text.as_ref()]);
-    let _ = (config.server(), config.group(), config.version(), config.board());
-    let _ = (config.app_id(), config.machine_alias(), config.updates_disabled());
+    let _ = (
+        config.server(),
+        config.group(),
+        config.version(),
+        config.board(),
+    );
+    let _ = (
+        config.app_id(),
+        config.machine_alias(),
+        config.updates_disabled(),
+    );
     let _ = config.download_credentials();
     for (key, _) in &pairs {
         assert!(config.get(key).is_some(), "{key} parsed but not found");

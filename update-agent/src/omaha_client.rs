@@ -257,7 +257,7 @@ impl OmahaClient {
     /// incrementally and abandoned as soon as it passes the size cap.
     pub async fn post(&self, request: &Request) -> Result<Vec<u8>, OmahaClientError> {
         let xml = request.to_xml();
-        tracing::info!(url = %self.url, "Omaha request: {}", escape_log(&xml));
+        tracing::info!(url = %self.url, "Omaha request: {}", omaha::LogEscaped(xml.as_bytes()));
         let mut response = self
             .http
             .post(self.url.clone())
@@ -311,7 +311,7 @@ impl OmahaClient {
         tracing::info!(
             url = %self.url,
             "Omaha request response: {}",
-            escape_log(&String::from_utf8_lossy(&body))
+            omaha::LogEscaped(&body)
         );
         Ok(body)
     }
@@ -321,7 +321,7 @@ impl OmahaClient {
     /// the server's reason ([`OmahaClientError::server_status`]).
     pub async fn check(&self, request: &Request) -> Result<CheckResult, OmahaClientError> {
         let body = self.post(request).await?;
-        let response = omaha::parse_update_check(&body)?;
+        let response = omaha::parse_update_check(&body, &request.client.app_id)?;
         Ok(CheckResult { response, body })
     }
 
@@ -332,7 +332,7 @@ impl OmahaClient {
         request: &Request,
     ) -> Result<omaha::EventResponse, OmahaClientError> {
         let body = self.post(request).await?;
-        Ok(omaha::parse_event_response(&body)?)
+        Ok(omaha::parse_event_response(&body, &request.client.app_id)?)
     }
 }
 
@@ -340,29 +340,8 @@ impl OmahaClient {
 /// HTTP response at all (update_engine: 10 s).
 pub const NO_RESPONSE_RETRY_DELAY: Duration = Duration::from_secs(10);
 
-/// A server's text as it may go to the log: control characters (other
-/// than newline and tab, which XML uses) escaped, so a hostile answer
-/// cannot forge log lines or terminal sequences.
-pub fn escape_log(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\n' | '\t' => c.to_string(),
-            c if c.is_control() => c.escape_default().to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn logged_text_has_no_raw_control_characters() {
-        let hostile = "<app>\x1b[31mred\r\u{7}fake line</app>\n\tok";
-        assert_eq!(
-            escape_log(hostile),
-            "<app>\\u{1b}[31mred\\r\\u{7}fake line</app>\n\tok"
-        );
-    }
 
     use super::*;
 

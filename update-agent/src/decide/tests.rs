@@ -3,7 +3,10 @@ use super::*;
 fn info(version: &str) -> UpdateInfo {
     let body =
         include_bytes!("../../../omaha/tests/fixtures/generated-responses/resp-update-ok.xml");
-    let omaha::UpdateCheck::Update(info) = omaha::parse_update_check(body).unwrap().outcome else {
+    let omaha::UpdateCheck::Update(info) = omaha::parse_update_check(body, omaha::FLATCAR_APP_ID)
+        .unwrap()
+        .outcome
+    else {
         panic!("fixture has an update")
     };
     let mut info = *info;

@@ -98,6 +98,9 @@ pub struct GateEnv {
     pub boot_id: String,
     /// The agent's state directory (node path, resolved under `root`).
     pub state_dir: PathBuf,
+    /// Our appid (`FLATCAR_RELEASE_APPID`): the `<app>` of `full-response`
+    /// to read the offered version from.
+    pub app_id: String,
 }
 
 /// What the gate did.
@@ -252,6 +255,7 @@ pub async fn run_node(root: &Root, extra_config: Option<&Path>) -> Result<Outcom
         version: node.config.version().to_string(),
         boot_id: node.boot_id.to_string(),
         state_dir: settings.state_dir.clone(),
+        app_id: node.config.app_id().to_string(),
     };
     // Reporting is best effort: a node with updates disabled or a bad SERVER still gets its gate.
     let reporter = match OmahaClient::new(
@@ -343,7 +347,7 @@ impl<'a> Gate<'a> {
     /// GRUB fell back from `failed` before its gate ran: mark it bad and
     /// deny the version it held.
     fn rolled_back(&self, failed: Slot) -> Result<Outcome, HealthError> {
-        let version = offered_version(&self.prefs);
+        let version = offered_version(&self.prefs, &self.env.app_id);
         warn!(%failed, version = ?version, "the new slot never passed its health gate; GRUB fell back");
         cgpt::slot::mark_bad(&mut self.open()?, failed)?;
         if let Some(v) = &version {
@@ -462,9 +466,12 @@ async fn report_success<R: Reporter>(reporter: &R, prefs: &Prefs, version: &str)
 }
 
 /// The version the server offered for the last install (from `full-response`).
-fn offered_version(prefs: &Prefs) -> Option<String> {
+fn offered_version(prefs: &Prefs, app_id: &str) -> Option<String> {
     let body = prefs.get(prefs::FULL_RESPONSE).ok().flatten()?;
-    match omaha::parse_update_check(body.as_bytes()).ok()?.outcome {
+    match omaha::parse_update_check(body.as_bytes(), app_id)
+        .ok()?
+        .outcome
+    {
         omaha::UpdateCheck::Update(info) => Some(info.version.clone()),
         omaha::UpdateCheck::NoUpdate => None,
     }

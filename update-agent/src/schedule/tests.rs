@@ -24,7 +24,10 @@ fn extremes(mut f: impl FnMut(&mut StdRng) -> Duration) -> (u64, u64) {
 fn update_info(urls: usize) -> UpdateInfo {
     let body =
         include_bytes!("../../../omaha/tests/fixtures/generated-responses/resp-update-ok.xml");
-    let omaha::UpdateCheck::Update(info) = omaha::parse_update_check(body).unwrap().outcome else {
+    let omaha::UpdateCheck::Update(info) = omaha::parse_update_check(body, omaha::FLATCAR_APP_ID)
+        .unwrap()
+        .outcome
+    else {
         panic!("fixture has an update")
     };
     let mut info = *info;
