@@ -63,69 +63,45 @@ pub(crate) fn parse_document(input: &str) -> Result<Element, ResponseError> {
     config.expand_empty_elements = false;
     config.trim_text(true);
 
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
-    let mut count = 0usize;
-
+    let mut tree = Tree::default();
     loop {
         let event = reader.read_event().map_err(|e| ResponseError::Xml {
             offset: reader.error_position(),
             reason: describe(&e),
         })?;
         match event {
-            Event::Start(_) | Event::Empty(_) if root.is_some() => {
+            Event::Start(_) | Event::Empty(_) if tree.root.is_some() => {
                 return Err(ResponseError::BadStructure {
                     reason: "more than one root element",
                 });
             }
             Event::Start(start) => {
-                count += 1;
-                if count > MAX_ELEMENTS {
-                    return Err(ResponseError::TooManyElements { max: MAX_ELEMENTS });
-                }
-                if stack.len() >= MAX_DEPTH {
-                    return Err(ResponseError::TooDeep { max: MAX_DEPTH });
-                }
-                stack.push(element(&start, reader.buffer_position())?);
+                tree.check_limits()?;
+                tree.stack.push(element(&start, reader.buffer_position())?);
             }
             Event::Empty(start) => {
-                count += 1;
-                if count > MAX_ELEMENTS {
-                    return Err(ResponseError::TooManyElements { max: MAX_ELEMENTS });
-                }
-                if stack.len() >= MAX_DEPTH {
-                    return Err(ResponseError::TooDeep { max: MAX_DEPTH });
-                }
-                let el = element(&start, reader.buffer_position())?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(el),
-                    None => root = Some(el),
-                }
+                tree.check_limits()?;
+                tree.attach(element(&start, reader.buffer_position())?);
             }
             Event::End(_) => {
                 // check_end_names guarantees the name matches the top.
-                let Some(el) = stack.pop() else {
-                    return Err(ResponseError::BadStructure {
-                        reason: "end tag without start tag",
-                    });
-                };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(el),
-                    None => root = Some(el),
-                }
+                let el = tree.stack.pop().ok_or(ResponseError::BadStructure {
+                    reason: "end tag without start tag",
+                })?;
+                tree.attach(el);
             }
             Event::Text(text) => {
                 let unescaped = text
                     .unescape()
                     .map_err(|e| escape_error(e, "text", reader.buffer_position()))?;
                 check_chars(&unescaped, || "in text".to_string())?;
-                if stack.is_empty() && !unescaped.trim().is_empty() {
+                if tree.stack.is_empty() && !unescaped.trim().is_empty() {
                     return Err(ResponseError::BadStructure {
                         reason: "text outside the root element",
                     });
                 }
             }
-            Event::CData(_) if stack.is_empty() => {
+            Event::CData(_) if tree.stack.is_empty() => {
                 return Err(ResponseError::BadStructure {
                     reason: "CDATA outside the root element",
                 });
@@ -135,15 +111,48 @@ pub(crate) fn parse_document(input: &str) -> Result<Element, ResponseError> {
             Event::Eof => break,
         }
     }
+    tree.finish()
+}
 
-    if let Some(open) = stack.last() {
-        return Err(ResponseError::Truncated {
-            open_element: quote_cut(&open.name),
-        });
+/// The element tree being built, with the parser's bounds.
+#[derive(Default)]
+struct Tree {
+    stack: Vec<Element>,
+    root: Option<Element>,
+    count: usize,
+}
+
+impl Tree {
+    /// Before a new element: at most [`MAX_ELEMENTS`], [`MAX_DEPTH`] deep.
+    fn check_limits(&mut self) -> Result<(), ResponseError> {
+        self.count += 1;
+        if self.count > MAX_ELEMENTS {
+            return Err(ResponseError::TooManyElements { max: MAX_ELEMENTS });
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(ResponseError::TooDeep { max: MAX_DEPTH });
+        }
+        Ok(())
     }
-    root.ok_or(ResponseError::BadStructure {
-        reason: "no root element",
-    })
+
+    /// A finished element goes to its parent, or becomes the root.
+    fn attach(&mut self, el: Element) {
+        match self.stack.last_mut() {
+            Some(parent) => parent.children.push(el),
+            None => self.root = Some(el),
+        }
+    }
+
+    fn finish(self) -> Result<Element, ResponseError> {
+        if let Some(open) = self.stack.last() {
+            return Err(ResponseError::Truncated {
+                open_element: quote_cut(&open.name),
+            });
+        }
+        self.root.ok_or(ResponseError::BadStructure {
+            reason: "no root element",
+        })
+    }
 }
 
 fn element(start: &BytesStart<'_>, offset: u64) -> Result<Element, ResponseError> {

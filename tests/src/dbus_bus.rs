@@ -89,36 +89,7 @@ impl PrivateBus {
         let policy_path = dir.join("com.coreos.update1.conf");
         std::fs::write(&policy_path, policy_text).unwrap();
         let socket = dir.join("system_bus_socket");
-        let config = format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
-  </policy>
-  <include>{policy}</include>
-  {extra}
-</busconfig>
-"#,
-            socket = socket.display(),
-            policy = policy_path.display(),
-        );
+        let config = bus_config(&socket, &policy_path, &extra);
         let config_path = dir.join("bus.conf");
         std::fs::write(&config_path, config).unwrap();
         // `--print-address` writes the address once the bus listens: the
@@ -147,6 +118,41 @@ impl PrivateBus {
             address: format!("unix:path={}", socket.display()),
         }
     }
+}
+
+/// A system-bus configuration listening on `socket`, including the policy
+/// file and `extra` rules.
+fn bus_config(socket: &Path, policy: &Path, extra: &str) -> String {
+    format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+<allow user="*"/>
+<deny own="*"/>
+<deny send_type="method_call"/>
+<allow send_type="signal"/>
+<allow send_requested_reply="true" send_type="method_return"/>
+<allow send_requested_reply="true" send_type="error"/>
+<allow receive_type="method_call"/>
+<allow receive_type="method_return"/>
+<allow receive_type="error"/>
+<allow receive_type="signal"/>
+<allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+<allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+<allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+<deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
+  </policy>
+  <include>{policy}</include>
+  {extra}
+</busconfig>
+"#,
+        socket = socket.display(),
+        policy = policy.display(),
+    )
 }
 
 impl Drop for PrivateBus {

@@ -75,7 +75,13 @@ async fn nebraska_errors_malformed_bomb_and_huge() {
     entries.sort();
     assert!(entries.len() >= 10);
     for path in entries {
-        server.push(Reply::Xml(std::fs::read_to_string(&path).unwrap()));
+        // Nebraska answers for the appid asked about; the unknown-app
+        // fixture answered a made-up one.
+        let xml = std::fs::read_to_string(&path).unwrap().replace(
+            "{00000000-0000-0000-0000-000000000000}",
+            omaha::FLATCAR_APP_ID,
+        );
+        server.push(Reply::Xml(xml));
         let err = fails(&server, &node, 34, 0).await;
         assert!(err.message.contains("error-"), "{path:?}: {err:?}");
     }

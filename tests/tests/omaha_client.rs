@@ -119,8 +119,13 @@ async fn every_nebraska_error_status_is_surfaced() {
             .find(|s| s.starts_with("error-") && *s != "error-internal")
             .unwrap()
             .to_string();
+        // Nebraska answers for the appid that was asked about (the
+        // unknown-app fixture was an answer to a made-up one).
+        let app_id = xml.split("appid=\"").nth(1).unwrap().split('"').next();
+        let mut request = check_request();
+        request.client.app_id = app_id.unwrap().to_string();
         server.push(Reply::Xml(xml));
-        let err = client.check(&check_request()).await.unwrap_err();
+        let err = client.check(&request).await.unwrap_err();
         assert_eq!(err.server_status(), Some(status.as_str()), "{path:?}");
         assert_eq!(err.error_kind(), "server_error");
         assert!(err.to_string().contains(&status), "{err}");

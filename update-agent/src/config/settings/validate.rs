@@ -16,24 +16,8 @@ pub(super) fn settings(f: Fragment) -> Result<Settings, SettingsError> {
     let (i, dl) = (f.install, f.download);
     let reboot_command = command("install.reboot_command", i.reboot_command)?;
     let health = health_config(f.health, reboot_command.as_ref())?;
-    let booted_slot = i
-        .booted_slot
-        .map(|s| {
-            s.parse::<cgpt::Slot>()
-                .map_err(|reason| SettingsError::Invalid {
-                    field: "install.booted_slot",
-                    reason,
-                })
-        })
-        .transpose()?;
-    let flatcar_payload_key = match i.flatcar_payload_key {
-        Some(p) if p.as_os_str().is_empty() => None,
-        p => Some(path_or(
-            "install.flatcar_payload_key",
-            p,
-            Settings::DEFAULT_FLATCAR_PAYLOAD_KEY,
-        )?),
-    };
+    let booted_slot = booted_slot(i.booted_slot)?;
+    let flatcar_payload_key = flatcar_key(i.flatcar_payload_key)?;
     let timeout = |field, d: Option<Dur>, v: Option<u64>, default| {
         nonzero(
             field,
@@ -102,6 +86,31 @@ pub(super) fn settings(f: Fragment) -> Result<Settings, SettingsError> {
             Settings::DEFAULT_REBOOT_MARKER,
         )?,
     })
+}
+
+/// `install.booted_slot`: `A` or `B`.
+fn booted_slot(v: Option<String>) -> Result<Option<cgpt::Slot>, SettingsError> {
+    v.map(|s| {
+        s.parse::<cgpt::Slot>()
+            .map_err(|reason| SettingsError::Invalid {
+                field: "install.booted_slot",
+                reason,
+            })
+    })
+    .transpose()
+}
+
+/// `install.flatcar_payload_key`: Flatcar's path by default, off when empty.
+fn flatcar_key(p: Option<PathBuf>) -> Result<Option<PathBuf>, SettingsError> {
+    match p {
+        Some(p) if p.as_os_str().is_empty() => Ok(None),
+        p => path_or(
+            "install.flatcar_payload_key",
+            p,
+            Settings::DEFAULT_FLATCAR_PAYLOAD_KEY,
+        )
+        .map(Some),
+    }
 }
 
 /// An absolute path, or `default`.
