@@ -16,6 +16,7 @@ declare -A tools=(
   [xz]=xz-utils
   [zstd]=zstd
   [mkfs.ext4]=e2fsprogs
+  [mount]=mount
   [etcd]=etcd-server
   [etcdctl]=etcd-client
   [dbus-daemon]=dbus

@@ -109,11 +109,17 @@ fn a_failed_update_exits_1_with_the_error() {
     let b = blocks(&stdout(&o));
     assert_eq!(b.last().unwrap()[2], "CURRENT_OP=UPDATE_STATUS_IDLE");
     assert!(
-        stderr(&o).contains("update_engine_client: the update failed: update failed with error code 14 (update_failed, error code 14)"),
+        stderr(&o).contains("update_engine_client: the update failed: update failed with error code 14 (update_failed, error 14 DownloadWriteError)"),
         "{}",
         stderr(&o)
     );
     assert!(!stderr(&o).contains("No update available"));
+    // -json names the code and its flags.
+    let json = stdout(&output(&mut client(f.address(), &["-json"])));
+    assert!(
+        json.contains("\"code_name\":\"14 DownloadWriteError\""),
+        "{json}"
+    );
 }
 
 #[test]

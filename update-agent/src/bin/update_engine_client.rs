@@ -219,7 +219,13 @@ async fn status_json(client: &Client) -> Result<serde_json::Value, Failure> {
             v["last_error"] = if kind.is_empty() {
                 serde_json::Value::Null
             } else {
-                serde_json::json!({ "kind": kind, "message": message, "code": code })
+                serde_json::json!({
+                    "kind": kind,
+                    "message": message,
+                    "code": code,
+                    // `9 DownloadTransferError [TestOmahaUrl]`: the code and its flags by name.
+                    "code_name": omaha::NamedErrorCode(code).to_string(),
+                })
             };
         }
     }
@@ -467,7 +473,9 @@ fn verdict(
     let new_error = error_after.filter(|e| !e.0.is_empty() && Some(*e) != error_before);
     if saw_error_event || new_error.is_some() {
         let why = match error_after {
-            Some((kind, message, code)) if !kind.is_empty() => format!("{message} ({kind}, error code {code})"),
+            Some((kind, message, code)) if !kind.is_empty() => {
+                format!("{message} ({kind}, error {})", omaha::NamedErrorCode(*code))
+            }
             _ => "the engine reported an error event (no details: the engine lacks the LastError properties)".into(),
         };
         eprintln!("update_engine_client: the update failed: {why}");

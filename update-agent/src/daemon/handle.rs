@@ -140,7 +140,8 @@ impl Handle {
     }
 
     pub(super) fn set_error(&self, e: LastError) {
-        tracing::error!("update failed ({}, code {}): {}", e.kind, e.code, e.message);
+        let code = omaha::NamedErrorCode(e.code);
+        tracing::error!("update failed ({}, error {code}): {}", e.kind, e.message);
         *lock(&self.inner.last_error) = Some(e);
     }
 }
