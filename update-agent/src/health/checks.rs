@@ -182,10 +182,21 @@ impl UnitProbe {
     /// Whether `unit` is enabled (`systemctl is-enabled --quiet`), `None`
     /// when the command cannot run.
     pub async fn is_enabled(&self, unit: &str) -> Option<bool> {
+        self.ask("is-enabled", unit).await
+    }
+
+    /// Whether `unit` is active (the command exits 0).
+    pub async fn is_active(&self, unit: &str) -> bool {
+        self.ask("is-active", unit).await == Some(true)
+    }
+
+    /// `systemctl VERB --quiet UNIT`: whether it exits 0, `None` when it
+    /// cannot run.
+    async fn ask(&self, verb: &str, unit: &str) -> Option<bool> {
         let (prog, args) = self.command.split_first()?;
         tokio::process::Command::new(prog)
             .args(args)
-            .args(["is-enabled", "--quiet", unit])
+            .args([verb, "--quiet", unit])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -193,22 +204,6 @@ impl UnitProbe {
             .await
             .ok()
             .map(|s| s.success())
-    }
-
-    /// Whether `unit` is active (the command exits 0).
-    pub async fn is_active(&self, unit: &str) -> bool {
-        let Some((prog, args)) = self.command.split_first() else {
-            return false;
-        };
-        tokio::process::Command::new(prog)
-            .args(args)
-            .args(["is-active", "--quiet", unit])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|s| s.success())
     }
 
     /// The units of `units` that are not active.
