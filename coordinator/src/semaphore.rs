@@ -64,6 +64,10 @@ pub enum SemaphoreError {
     BadMax(i64),
     #[error("semaphore value is not locksmith's JSON: {0}")]
     Decode(String),
+    /// The stored counts are so far out of range that the change would
+    /// overflow (a corrupted or hostile key; found by fuzzing).
+    #[error("semaphore counts out of range (semaphore {semaphore}, max {max})")]
+    OutOfRange { semaphore: i64, max: i64 },
 }
 
 impl Semaphore {
@@ -109,8 +113,14 @@ impl Semaphore {
         let Some(pos) = holders.iter().position(|h| h == id) else {
             return Err(SemaphoreError::NotHeld(id.to_owned()));
         };
+        let Some(semaphore) = self.semaphore.checked_add(1) else {
+            return Err(SemaphoreError::OutOfRange {
+                semaphore: self.semaphore,
+                max: self.max,
+            });
+        };
         holders.remove(pos);
-        self.semaphore += 1;
+        self.semaphore = semaphore;
         Ok(())
     }
 
@@ -119,16 +129,37 @@ impl Semaphore {
         if max < 1 {
             return Err(SemaphoreError::BadMax(max));
         }
-        let diff = self.max - max;
-        self.semaphore -= diff;
+        self.semaphore = self
+            .max
+            .checked_sub(max)
+            .and_then(|diff| self.semaphore.checked_sub(diff))
+            .ok_or(self.out_of_range())?;
         self.max = max;
         Ok(())
+    }
+
+    fn out_of_range(&self) -> SemaphoreError {
+        SemaphoreError::OutOfRange {
+            semaphore: self.semaphore,
+            max: self.max,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_out_of_range_are_errors_not_overflows() {
+        let mut s = Semaphore::decode(br#"{"semaphore":0,"max":-9223372036854775808}"#).unwrap();
+        assert!(matches!(s.set_max(1), Err(SemaphoreError::OutOfRange { .. })));
+        let mut s =
+            Semaphore::decode(br#"{"semaphore":9223372036854775807,"max":1,"holders":["a"]}"#)
+                .unwrap();
+        assert!(matches!(s.unlock("a"), Err(SemaphoreError::OutOfRange { .. })));
+        assert_eq!(s.holders(), ["a"], "nothing changed");
+    }
 
     #[test]
     fn default_value_is_locksmiths() {

@@ -86,6 +86,12 @@ impl PrivateBus {
                 format!("<policy user=\"{me}\"><allow own=\"com.coreos.update1\"/></policy>"),
             ),
         };
+        // Test-only: the test's user may read the bus's own statistics
+        // (`wait_for_match_rule`); nothing of the service's policy changes.
+        let extra = format!(
+            "{extra}<policy user=\"{me}\"><allow send_destination=\"org.freedesktop.DBus\" \
+             send_interface=\"org.freedesktop.DBus.Debug.Stats\"/></policy>"
+        );
         let policy_path = dir.join("com.coreos.update1.conf");
         std::fs::write(&policy_path, policy_text).unwrap();
         let socket = dir.join("system_bus_socket");
@@ -221,6 +227,36 @@ pub fn gdbus_call_as(
     ]);
     c.args(args);
     c
+}
+
+/// Waits until a connection on the bus has a match rule containing
+/// `needle`: a subscriber such as `-watch_for_updates` is ready only once
+/// its AddMatch reached the bus (dbus-daemon's Debug.Stats interface says).
+pub fn wait_for_match_rule(address: &str, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let o = output(Command::new("gdbus").args([
+            "call",
+            "--address",
+            address,
+            "--dest",
+            "org.freedesktop.DBus",
+            "--object-path",
+            "/org/freedesktop/DBus",
+            "--method",
+            "org.freedesktop.DBus.Debug.Stats.GetAllMatchRules",
+        ]));
+        assert!(o.status.success(), "GetAllMatchRules: {}", stderr(&o));
+        if stdout(&o).contains(needle) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no match rule with {needle:?} after {timeout:?}: {}",
+            stdout(&o)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A background process whose stdout lines are collected.

@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Fixture, Setup, failing_script, noupdate_script};
-use e2e::dbus_bus::{LineReader, Policy, PrivateBus, client, gdbus_call, output, stderr, stdout};
+use e2e::dbus_bus::{
+    LineReader, Policy, PrivateBus, client, gdbus_call, output, stderr, stdout, wait_for_match_rule,
+};
 use omaha::{ErrorCode, ErrorFlags, EventErrorCode};
 use update_agent::fsm::Operation;
 
@@ -153,7 +155,7 @@ fn watch_for_updates_logs_each_signal() {
         ..Setup::default()
     });
     let mut w = LineReader::spawn(&mut client(f.address(), &["-watch_for_updates"]));
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_match_rule(f.address(), "member='StatusUpdate'", Duration::from_secs(20));
     let o = output(&mut client(f.address(), &["-check_for_update"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let done = w.wait_for(Duration::from_secs(10), |l| {

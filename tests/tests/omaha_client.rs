@@ -172,6 +172,54 @@ async fn malformed_answers() {
 }
 
 #[tokio::test]
+async fn hostile_answers_are_refused_before_any_download() {
+    let server = OmahaServer::start().await;
+    let client = client_for(&server.update_url());
+    let payload = b"payload".to_vec();
+    let offer =
+        |codebase: &str, name: &str| UpdateSpec::for_payload("3600.0.0", codebase, name, &payload);
+    // Another product's app first, ours second: ours is read.
+    let ok = std::fs::read_to_string(fixtures().join("resp-update-ok.xml")).unwrap();
+    let ours_app = &ok[ok.find("<app").unwrap()..ok.rfind("</app>").unwrap() + 6];
+    let their_app = ours_app
+        .replace(
+            omaha::FLATCAR_APP_ID,
+            "{11111111-2222-3333-4444-555555555555}",
+        )
+        .replace("2191.5.0", "666.0.0");
+    let both = ok.replace(ours_app, &format!("{their_app}{ours_app}"));
+    server.push(Reply::Xml(both.clone()));
+    let r = client.check(&check_request()).await.unwrap();
+    let UpdateCheck::Update(info) = r.response.outcome else {
+        panic!("{both}")
+    };
+    assert_eq!(info.version, "2191.5.0");
+    // Only theirs: a permanent error, code 34.
+    server.push(Reply::Xml(ok.replace(ours_app, &their_app)));
+    let err = client.check(&check_request()).await.unwrap_err();
+    assert_eq!(err.error_kind(), "app_not_found", "{err}");
+    assert_eq!(err.event_error_code(ErrorFlags::NONE).to_u32(), 34);
+    // A non-http(s) codebase or a name leaving the codebase: refused at
+    // check time, so nothing is ever fetched from them.
+    for (spec, kind) in [
+        (offer("ftp://127.0.0.1/x/", "p.gz"), "unsupported_codebase"),
+        (
+            offer(&server.files_url(), "../../etc/passwd"),
+            "unsafe_package_name",
+        ),
+    ] {
+        server.push(Reply::Update(spec));
+        let err = client.check(&check_request()).await.unwrap_err();
+        assert_eq!(err.error_kind(), kind, "{err}");
+        let OmahaClientError::Response(inner) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(inner.is_permanent());
+    }
+    assert!(server.gets().is_empty(), "nothing was downloaded");
+}
+
+#[tokio::test]
 async fn huge_response_is_rejected_quickly() {
     const HUNDRED_MB: u64 = 100 * 1024 * 1024;
     for content_length in [true, false] {

@@ -79,11 +79,7 @@ impl EtcdClient {
         if !status.is_success() {
             return Err(fail(format!("HTTP {status}: {}", text.trim())));
         }
-        let v: Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
-        v["token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| fail("no token in the answer".into()))
+        parse_auth_token(text.as_bytes()).map_err(fail)
     }
 
     /// POSTs `body` to `path` on the first endpoint that answers.
@@ -173,23 +169,7 @@ impl EtcdClient {
             url: "/v3/kv/range".into(),
             reason,
         };
-        let r: RangeResponse = serde_json::from_value(v).map_err(|e| proto(e.to_string()))?;
-        let Some(kv) = r.kvs.into_iter().next() else {
-            return Ok(None);
-        };
-        let value = B64
-            .decode(kv.value.as_bytes())
-            .map_err(|e| proto(e.to_string()))?;
-        let mod_revision = kv
-            .mod_revision
-            .as_deref()
-            .unwrap_or("0")
-            .parse()
-            .map_err(|_| proto("bad mod_revision".into()))?;
-        Ok(Some(Versioned {
-            value,
-            mod_revision,
-        }))
+        range_from_value(v).map_err(proto)
     }
 
     /// Writes `value` if the key is still at `mod_revision` (`None`: if it does not exist).
@@ -213,12 +193,56 @@ impl EtcdClient {
             "success": [{ "request_put": { "key": k, "value": B64.encode(value) } }],
         });
         let v = self.call("/v3/kv/txn", &body).await?;
-        let r: TxnResponse = serde_json::from_value(v).map_err(|e| LockError::Protocol {
+        txn_from_value(v).map_err(|reason| LockError::Protocol {
             url: "/v3/kv/txn".into(),
-            reason: e.to_string(),
-        })?;
-        Ok(r.succeeded)
+            reason,
+        })
     }
+}
+
+// The gateway's answers as pure functions over bytes, so they can be fuzzed
+// and tested without a server; the client decodes the same way.
+
+/// The token of a `/v3/auth/authenticate` answer.
+pub fn parse_auth_token(body: &[u8]) -> Result<String, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    v["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "no token in the answer".into())
+}
+
+/// The first key of a `/v3/kv/range` answer (`None`: no such key).
+pub fn parse_range(body: &[u8]) -> Result<Option<Versioned>, String> {
+    range_from_value(serde_json::from_slice(body).map_err(|e| e.to_string())?)
+}
+
+/// Whether a `/v3/kv/txn` answer says the comparison held.
+pub fn parse_txn(body: &[u8]) -> Result<bool, String> {
+    txn_from_value(serde_json::from_slice(body).map_err(|e| e.to_string())?)
+}
+
+fn range_from_value(v: Value) -> Result<Option<Versioned>, String> {
+    let r: RangeResponse = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    let Some(kv) = r.kvs.into_iter().next() else {
+        return Ok(None);
+    };
+    let value = B64.decode(kv.value.as_bytes()).map_err(|e| e.to_string())?;
+    let mod_revision = kv
+        .mod_revision
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .map_err(|_| "bad mod_revision".to_string())?;
+    Ok(Some(Versioned {
+        value,
+        mod_revision,
+    }))
+}
+
+fn txn_from_value(v: Value) -> Result<bool, String> {
+    let r: TxnResponse = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    Ok(r.succeeded)
 }
 
 /// This node's view of one semaphore key.
@@ -316,5 +340,30 @@ impl Lock for EtcdLock {
 
     async fn release(&self) -> Result<Release, LockError> {
         self.unlock_holder(&self.id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_answers() {
+        let range = br#"{"header":{"revision":"7"},"kvs":[{"key":"eA==","mod_revision":"7","value":"e30="}],"count":"1"}"#;
+        assert_eq!(
+            parse_range(range),
+            Ok(Some(Versioned {
+                value: b"{}".to_vec(),
+                mod_revision: 7
+            }))
+        );
+        assert_eq!(parse_range(br#"{"header":{}}"#), Ok(None));
+        assert!(parse_range(br#"{"kvs":[{"value":"!"}]}"#).is_err());
+        assert!(parse_range(br#"{"kvs":[{"mod_revision":"x"}]}"#).is_err());
+        assert_eq!(parse_txn(br#"{"succeeded":true}"#), Ok(true));
+        assert_eq!(parse_txn(b"{}"), Ok(false));
+        assert_eq!(parse_auth_token(br#"{"token":"t.1"}"#), Ok("t.1".into()));
+        assert!(parse_auth_token(b"{}").is_err());
+        assert!(parse_auth_token(b"[").is_err());
     }
 }

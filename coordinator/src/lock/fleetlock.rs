@@ -56,8 +56,8 @@ impl FleetLock {
             return Ok(Ok(()));
         }
         let text = resp.text().await.unwrap_or_default();
-        match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(e) if !status.is_server_error() => Ok(Err((e.kind, e.value))),
+        match parse_refusal(text.as_bytes()) {
+            Some(refusal) if !status.is_server_error() => Ok(Err(refusal)),
             _ => Err(LockError::Http {
                 url,
                 status: status.as_u16(),
@@ -84,5 +84,28 @@ impl Lock for FleetLock {
                 reason: format!("{kind}: {value}"),
             }),
         }
+    }
+}
+
+/// The `(kind, value)` of a FleetLock refusal body (`None`: not one). A pure
+/// function over bytes, so it can be fuzzed and tested without a server.
+pub fn parse_refusal(body: &[u8]) -> Option<(String, String)> {
+    serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .map(|e| (e.kind, e.value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_bodies() {
+        assert_eq!(
+            parse_refusal(br#"{"kind":"failed_lock","value":"full"}"#),
+            Some(("failed_lock".into(), "full".into()))
+        );
+        assert_eq!(parse_refusal(br#"{"kind":"x"}"#), None);
+        assert_eq!(parse_refusal(b"<html>"), None);
     }
 }

@@ -144,7 +144,8 @@ fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
             }
             Outcome::Failed(e) => {
                 println!("UPDATE_STATUS_IDLE failed");
-                eprintln!("update-agent: error {} ({}): {}", e.code, e.kind, e.message);
+                let code = omaha::NamedErrorCode(e.code);
+                eprintln!("update-agent: error {code} ({}): {}", e.kind, e.message);
             }
         }
         return Ok(ExitCode::from(outcome.exit_code() as u8));

@@ -1,0 +1,39 @@
+//! Replays every saved fuzz input (`fuzz/corpus/<target>/`, minimized
+//! libFuzzer corpora) through the fuzz targets' bodies on stable Rust, so
+//! what the fuzzers covered stays covered by the normal test suite.
+
+#[path = "../fuzz/bodies.rs"]
+mod bodies;
+
+use std::path::Path;
+
+fn replay(target: &str, body: fn(&[u8]), min_inputs: usize) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        // A panic names the input that caused it.
+        let r = std::panic::catch_unwind(|| body(&data));
+        assert!(r.is_ok(), "{} panicked", path.display());
+        n += 1;
+    }
+    // An (almost) empty directory means a broken checkout, not a pass.
+    assert!(
+        n >= min_inputs,
+        "{target}: only {n} corpus inputs in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn etcd_json_corpus() {
+    replay("etcd_json", bodies::etcd_json, 100);
+}
+
+#[test]
+fn fleetlock_json_corpus() {
+    replay("fleetlock_json", bodies::fleetlock_json, 20);
+}
