@@ -153,11 +153,17 @@ mod tests {
     #[test]
     fn counts_out_of_range_are_errors_not_overflows() {
         let mut s = Semaphore::decode(br#"{"semaphore":0,"max":-9223372036854775808}"#).unwrap();
-        assert!(matches!(s.set_max(1), Err(SemaphoreError::OutOfRange { .. })));
+        assert!(matches!(
+            s.set_max(1),
+            Err(SemaphoreError::OutOfRange { .. })
+        ));
         let mut s =
             Semaphore::decode(br#"{"semaphore":9223372036854775807,"max":1,"holders":["a"]}"#)
                 .unwrap();
-        assert!(matches!(s.unlock("a"), Err(SemaphoreError::OutOfRange { .. })));
+        assert!(matches!(
+            s.unlock("a"),
+            Err(SemaphoreError::OutOfRange { .. })
+        ));
         assert_eq!(s.holders(), ["a"], "nothing changed");
     }
 

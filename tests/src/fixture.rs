@@ -42,10 +42,28 @@ pub fn test_rsa_key() -> &'static SigningKey {
 /// for `version` and `board`, and `filler` bytes of [`image_bytes`]
 /// (`seed`) so the payload has something to carry.
 pub fn usr_fs_image(version: &str, board: &str, len: usize, seed: u64, filler: usize) -> Vec<u8> {
+    usr_fs_image_with(version, board, len, seed, filler, &[])
+}
+
+/// [`usr_fs_image`] with more `files` (path under `/usr`, contents), e.g.
+/// `share/flatcar/oems/azure` or `share/flatcar/enabled-sysext.conf`.
+pub fn usr_fs_image_with(
+    version: &str,
+    board: &str,
+    len: usize,
+    seed: u64,
+    filler: usize,
+    files: &[(&str, &str)],
+) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tempdir");
     let tree = dir.path().join("usr");
     let flatcar = tree.join("share/flatcar");
     std::fs::create_dir_all(&flatcar).unwrap();
+    for (path, text) in files {
+        let path = tree.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
     std::fs::write(
         flatcar.join("release"),
         format!(
@@ -89,6 +107,28 @@ pub fn payload_v1(usr: &[u8], kernel: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     unsigned
         .write_with_keys(std::slice::from_ref(test_rsa_key()), &mut out)
+        .expect("sign v1");
+    out
+}
+
+/// A Flatcar extension package (`oem-<ID>.gz`, `flatcar-<NAME>.gz`): a
+/// CrAU v1 full payload of one image, signed with [`test_rsa_key`].
+pub fn sysext_payload_v1(image: &[u8]) -> Vec<u8> {
+    sysext_payload_v1_signed(image, test_rsa_key())
+}
+
+/// [`sysext_payload_v1`] signed with `key`.
+pub fn sysext_payload_v1_signed(image: &[u8], key: &SigningKey) -> Vec<u8> {
+    let parts = [PartitionInput {
+        name: "usr".into(),
+        new: image,
+        old: None,
+    }];
+    let unsigned =
+        payload::generate::generate(&parts, &GenOptions::flatcar_v1()).expect("generate v1");
+    let mut out = Vec::new();
+    unsigned
+        .write_with_keys(std::slice::from_ref(key), &mut out)
         .expect("sign v1");
     out
 }
@@ -154,6 +194,8 @@ impl Node {
             &format!("SERVER={server}\nGROUP=stable\n"),
         );
         w("/etc/machine-id", "0123456789abcdef0123456789abcdef\n");
+        // A cgroup-v2 host (the agent refuses to update a cgroup-v1 one).
+        w("/sys/fs/cgroup/cgroup.controllers", "cpu io memory pids\n");
         w(
             "/proc/sys/kernel/random/boot_id",
             "3a2f4d8e-0000-4000-8000-000000000001\n",

@@ -116,6 +116,8 @@ pub struct UpdateSpec {
     pub disable_payload_backoff: bool,
     /// `updatecheck@PollInterval`.
     pub poll_interval: Option<u32>,
+    /// More `<package>`s after the payload (extension images).
+    pub extra_packages: Vec<Package>,
 }
 
 impl UpdateSpec {
@@ -130,7 +132,21 @@ impl UpdateSpec {
             sha256: Sha256::digest(payload).into(),
             disable_payload_backoff: true,
             poll_interval: None,
+            extra_packages: Vec::new(),
         }
+    }
+
+    /// Adds a `<package>` for `data` (size, `hash_sha256`, `required="false"`
+    /// as Flatcar's extension packages).
+    pub fn with_package(mut self, name: &str, data: &[u8]) -> Self {
+        self.extra_packages.push(Package {
+            name: name.into(),
+            size: data.len() as u64,
+            sha1: None,
+            sha256: Some(Sha256::digest(data).into()),
+            required: false,
+        });
+        self
     }
 
     fn to_response(&self, app_id: Option<String>) -> UpdateCheckResponse {
@@ -148,7 +164,7 @@ impl UpdateSpec {
                     sha256: None,
                     required: true,
                 },
-                extra_packages: Vec::new(),
+                extra_packages: self.extra_packages.clone(),
                 postinstall: PostinstallAction {
                     sha256: self.sha256,
                     disable_payload_backoff: self.disable_payload_backoff,

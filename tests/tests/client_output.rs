@@ -155,7 +155,11 @@ fn watch_for_updates_logs_each_signal() {
         ..Setup::default()
     });
     let mut w = LineReader::spawn(&mut client(f.address(), &["-watch_for_updates"]));
-    wait_for_match_rule(f.address(), "member='StatusUpdate'", Duration::from_secs(20));
+    wait_for_match_rule(
+        f.address(),
+        "member='StatusUpdate'",
+        Duration::from_secs(20),
+    );
     let o = output(&mut client(f.address(), &["-check_for_update"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let done = w.wait_for(Duration::from_secs(10), |l| {

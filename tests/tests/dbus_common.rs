@@ -65,6 +65,7 @@ pub fn failing_script(code: EventErrorCode) -> Vec<Step> {
 pub fn make_root(dir: &Path) -> Root {
     let root = Root::new(dir.join("root"));
     for (path, text) in [
+        ("/sys/fs/cgroup/cgroup.controllers", "cpu io memory pids\n"),
         (
             "/usr/share/flatcar/release",
             "FLATCAR_RELEASE_VERSION=3510.2.0\nFLATCAR_RELEASE_BOARD=amd64-usr\nFLATCAR_RELEASE_APPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\n",

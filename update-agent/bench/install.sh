@@ -89,6 +89,7 @@ state_dir = "/var/lib/update_engine"
 reboot_marker = "/run/update_engine_autoupdate_completed"
 TOML
 printf 'FLATCAR_RELEASE_VERSION=3510.2.0\nFLATCAR_RELEASE_BOARD=amd64-usr\n' > "$R/usr/share/flatcar/release"
+mkdir -p "$R/sys/fs/cgroup" && echo "cpu io memory" > "$R/sys/fs/cgroup/cgroup.controllers"
 printf 'SERVER=http://127.0.0.1:%s/v1/update/\n' "$PORT" > "$R/usr/share/flatcar/update.conf"
 
 run() {

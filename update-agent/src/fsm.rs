@@ -266,7 +266,14 @@ pub enum Event {
         /// Total bytes received.
         bytes: u64,
     },
-    /// The last payload byte arrived.
+    /// The release turned out to need `bytes` in all: USR plus the
+    /// extension images this node needs (known once the new image was
+    /// read); `new_size` and the progress count them all from then on.
+    DownloadSize {
+        /// Bytes of every image of the release.
+        bytes: u64,
+    },
+    /// The last byte of the release arrived.
     DownloadComplete,
     /// Payload hash, signature and partition contents are verified.
     Verified,
@@ -291,6 +298,7 @@ impl Event {
             Self::NoUpdate => "NoUpdate",
             Self::UpdateFound { .. } => "UpdateFound",
             Self::DownloadProgress { .. } => "DownloadProgress",
+            Self::DownloadSize { .. } => "DownloadSize",
             Self::DownloadComplete => "DownloadComplete",
             Self::Verified => "Verified",
             Self::InstallComplete => "InstallComplete",
@@ -421,6 +429,7 @@ pub fn step(state: &State, event: Event) -> Result<Transition, TransitionError> 
     };
     match event {
         Event::DownloadProgress { .. }
+        | Event::DownloadSize { .. }
         | Event::DownloadComplete
         | Event::Verified
         | Event::InstallComplete => install_step(state, event),
@@ -487,6 +496,26 @@ fn install_step(state: &State, event: Event) -> Option<Transition> {
             let target = target.clone();
             (S::Downloading { target, bytes }, effects)
         }
+        (S::UpdateAvailable { target }, E::DownloadSize { bytes: size }) => (
+            S::Downloading {
+                target: Target {
+                    size,
+                    ..target.clone()
+                },
+                bytes: 0,
+            },
+            vec![F::NotifyStatus],
+        ),
+        (S::Downloading { target, bytes }, E::DownloadSize { bytes: size }) => (
+            S::Downloading {
+                target: Target {
+                    size,
+                    ..target.clone()
+                },
+                bytes: *bytes,
+            },
+            vec![F::NotifyStatus],
+        ),
         (S::UpdateAvailable { target } | S::Downloading { target, .. }, E::DownloadComplete) => (
             S::Verifying {
                 target: target.clone(),

@@ -117,6 +117,9 @@ pub struct Settings {
     pub mount_command: Vec<String>,
     /// Its unmount (default `umount`).
     pub umount_command: Vec<String>,
+    /// Flatcar's OEM directory (node path; `/usr/share/oem`, a link to
+    /// `/oem` on current releases).
+    pub oem_dir: PathBuf,
     /// State directory.
     pub state_dir: PathBuf,
     /// Reboot-pending marker.
@@ -138,6 +141,8 @@ impl Settings {
     pub const DEFAULT_REBOOT_MARKER: &'static str = "/run/update_engine_autoupdate_completed";
     /// Default kernel directory on the ESP.
     pub const DEFAULT_KERNEL_DIR: &'static str = "/boot/flatcar";
+    /// Flatcar's OEM directory.
+    pub const DEFAULT_OEM_DIR: &'static str = "/usr/share/oem";
     /// Default trusted key directory.
     pub const DEFAULT_TRUSTED_KEYS_DIR: &'static str = "/usr/share/update-agent/trusted-keys.d";
     /// Where Flatcar installs its payload key (and where admins bind-mount

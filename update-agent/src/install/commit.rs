@@ -63,6 +63,7 @@ pub fn revert_staged(root: &Root, s: &Settings, previous: &str) -> Result<(), In
     let plan = slots::detect(root, s)?;
     plan.boot_disk().revert_staged()?;
     remove_quietly(&root.join(&s.reboot_marker));
+    super::postinst::clear_reboot_required(root);
     let prefs = s.prefs(root);
     let state_err = |key: &str| {
         let path = prefs.dir().join(key);

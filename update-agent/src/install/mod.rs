@@ -12,12 +12,17 @@
 //!    checks the whole-file size and SHA-256 from the response;
 //!    checkpoints go to the state directory so a restarted daemon resumes
 //!    with HTTP Range;
-//! 5. the kernel file is fsynced and renamed over `vmlinuz-X`, the target
-//!    synced;
+//! 5. the new USR image is mounted read-only when there is something to
+//!    read in it (a v1 payload's release file, the OEM list and default
+//!    extensions) and the OEM hook runs (`postinst`); the node's OEM and
+//!    enabled extension images are fetched, verified and placed
+//!    (`sysext`); the kernel file is fsynced and renamed over `vmlinuz-X`,
+//!    the target synced;
 //! 6. the commit point: `cgpt::slot::set_next` (S0 T1, prioritized);
 //! 7. the reboot marker, then the prefs Flatcar's tools read
 //!    (`previous-version`, `aleph-version`, `full-response`); if recording
-//!    fails, the switch is undone (`commit.rs`).
+//!    fails, the switch is undone (`commit.rs`); then older extension
+//!    images are pruned and `/run/reboot-required` is created.
 //!
 //! Any failure leaves the target unbootable, the booted slot untouched and
 //! no partial kernel behind; only a killed daemon leaves the checkpoint and
@@ -33,10 +38,13 @@ mod commit;
 pub mod image;
 mod kernel;
 mod policy;
+pub mod postinst;
 mod stream;
+pub mod sysext;
 
 use omaha::{ErrorCode, UpdateInfo};
 use payload::{Keyring, PayloadError};
+use std::cell::Cell;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -47,6 +55,9 @@ use crate::download::DownloadError;
 use crate::fsm::Event;
 use crate::slots::{self, BootDiskError, SlotError, SlotPlan};
 use image::ImageError;
+use postinst::PostinstError;
+use sysext::plan::{ImageFacts, NodeFacts, PlanError};
+use sysext::{OemDir, Placed, SysextError};
 
 pub use commit::revert_staged;
 pub use policy::{PolicyRefusal, check_policy, compare_versions};
@@ -131,6 +142,21 @@ pub enum InstallError {
     /// (CrAU v1 payloads, which carry no signed release info).
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// An extension package failed to download or verify.
+    #[error("extension package {package}")]
+    Extension {
+        /// The package name.
+        package: String,
+        /// What went wrong (a download or payload error).
+        #[source]
+        source: Box<InstallError>,
+    },
+    /// The extension images could not be planned or placed.
+    #[error(transparent)]
+    Sysext(#[from] SysextError),
+    /// A post-install duty failed.
+    #[error(transparent)]
+    Postinst(#[from] PostinstError),
     /// Prefs or state could not be written.
     #[error("state in {}", path.display())]
     State {
@@ -152,6 +178,10 @@ impl InstallError {
         match self {
             Self::Download(e) => !matches!(e, DownloadError::Cancelled),
             Self::Image(e) => matches!(e, ImageError::NoRelease(_) | ImageError::Mismatch { .. }),
+            Self::Extension { source, .. } => source.counts_against_payload(),
+            Self::Sysext(SysextError::Plan(e)) => {
+                matches!(e, PlanError::Missing { .. } | PlanError::Unhashed { .. })
+            }
             Self::Payload(e) => !matches!(
                 **e,
                 PayloadError::Keyring(_)
@@ -176,7 +206,10 @@ impl InstallError {
             Self::Image(ImageError::NoRelease(_) | ImageError::Mismatch { .. }) => {
                 ErrorCode::NewRootfsVerificationError
             }
-            Self::Image(_) => ErrorCode::PostinstallRunnerError,
+            Self::Image(_) | Self::Sysext(_) | Self::Postinst(_) => {
+                ErrorCode::PostinstallRunnerError
+            }
+            Self::Extension { source, .. } => source.error_code(),
             Self::State { .. } => ErrorCode::Error,
         }
     }
@@ -198,6 +231,14 @@ impl InstallError {
                 "image_release_mismatch"
             }
             Self::Image(_) => "image_mount",
+            Self::Extension { source, .. } => source.error_kind(),
+            Self::Sysext(SysextError::Plan(PlanError::Missing { .. })) => "sysext_missing",
+            Self::Sysext(SysextError::Plan(PlanError::Unhashed { .. })) => "sysext_unhashed",
+            Self::Sysext(SysextError::Plan(PlanError::BadName { .. })) => "sysext_name",
+            Self::Sysext(SysextError::Read { .. }) => "sysext_read",
+            Self::Sysext(SysextError::Place { .. }) => "sysext_place",
+            Self::Postinst(PostinstError::CgroupV1) => "cgroup_v1",
+            Self::Postinst(PostinstError::Hook { .. }) => "oem_postinst",
             Self::State { .. } => "state_write",
         }
     }
@@ -231,6 +272,7 @@ pub struct InstallJob {
 /// `InstallComplete` or `Failed`.
 pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan, InstallError> {
     let s = &job.settings;
+    postinst::check_host(&job.root)?;
     let plan = slots::detect(&job.root, s)?;
     tracing::info!(
         "booted {} on {}; installing {} into {} ({} bytes at offset {})",
@@ -270,21 +312,46 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
     };
     // Any failure before the commit point leaves no checkpoint or partial
     // kernel behind (only a killed daemon does, to resume from).
-    let verified = stream.apply(saved).and_then(|report_| {
+    let release = stream.apply(saved).and_then(|report_| {
         tracing::info!(
             "payload verified: {} bytes, sha256 {}, signed by {}",
             report_.payload_size,
             report_.payload_sha256,
             report_.payload_signed_by
         );
-        report(Event::Verified);
-        finish(job, &plan, &files, report_.major)
+        report(Event::DownloadProgress {
+            bytes: job.info.payload.size,
+        });
+        let ctx = Finish {
+            job,
+            plan: &plan,
+            files: &files,
+            keys: &keys,
+            net,
+            report,
+        };
+        ctx.finish(report_.major)
     });
-    if let Err(e) = verified {
-        files.discard();
+    let release = match release {
+        Ok(r) => r,
+        Err(e) => {
+            files.discard();
+            return Err(e);
+        }
+    };
+    if let Err(e) = commit::commit(job, &plan, &files.checkpoint) {
+        release.placed.undo();
         return Err(e);
     }
-    commit::commit(job, &plan, &files.checkpoint)?;
+    sysext::prune(
+        &job.root,
+        &OemDir(s.oem_dir.clone()),
+        &release.node,
+        &release.image,
+        &job.running_version,
+        &job.info.version,
+    );
+    postinst::note_reboot_required(&job.root);
     Ok(plan)
 }
 
@@ -327,39 +394,106 @@ impl Files {
     }
 }
 
-/// After verification, before the commit point: a v1 payload's release
-/// bound through the image itself, the kernel in place, the slot synced.
-fn finish(
-    job: &InstallJob,
-    plan: &SlotPlan,
-    files: &Files,
-    major: u64,
-) -> Result<(), InstallError> {
-    let s = &job.settings;
-    if major == 1 {
-        // v1 has no signed release info: bind the version through the
-        // verified image's own release file (`image.rs`).
+/// What the release placed next to USR, and the facts it was planned on
+/// (pruning after the commit uses them).
+struct Release {
+    node: NodeFacts,
+    image: ImageFacts,
+    placed: Placed,
+}
+
+/// The steps after USR verified, before the commit point.
+struct Finish<'a> {
+    job: &'a InstallJob,
+    plan: &'a SlotPlan,
+    files: &'a Files,
+    keys: &'a Keyring,
+    net: &'a Net,
+    report: Reporter<'a>,
+}
+
+impl Finish<'_> {
+    /// The new image checked and read, the extension images placed, the
+    /// kernel in place, the slot synced.
+    fn finish(&self, major: u64) -> Result<Release, InstallError> {
+        let (job, plan, s) = (self.job, self.plan, &self.job.settings);
+        let oem = OemDir(s.oem_dir.clone());
+        let node = sysext::node_facts(&job.root, &oem)?;
+        let image = self.inspect_image(major, &node, &oem)?;
+        let chosen = sysext::plan::wanted(&node, &image)
+            .and_then(|wanted| sysext::plan::choose(&wanted, &job.info.extra_packages))
+            .map_err(SysextError::from)?;
+        let extra: u64 = chosen.iter().map(|(_, p)| p.size).sum();
+        if extra > 0 {
+            (self.report)(Event::DownloadSize {
+                bytes: job.info.payload.size + extra,
+            });
+        }
+        let fetcher = sysext::Fetcher {
+            job,
+            keys: self.keys,
+            net: self.net,
+            report: self.report,
+            oem,
+            done: Cell::new(job.info.payload.size),
+        };
+        let placed = sysext::install(&fetcher, &chosen, &image)?;
+        (self.report)(Event::DownloadComplete);
+        (self.report)(Event::Verified);
+        let installed = kernel::install_kernel(
+            &self.files.partial_kernel,
+            &plan.target_kernel(),
+            &plan.kernel_dir,
+        )
+        .and_then(|()| {
+            // The USR image.
+            File::open(&plan.disk)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| InstallError::Target {
+                    disk: plan.disk.clone(),
+                    source,
+                })
+        });
+        if let Err(e) = installed {
+            placed.undo();
+            return Err(e);
+        }
+        Ok(Release {
+            node,
+            image,
+            placed,
+        })
+    }
+
+    /// Mounts the new USR image read-only when there is something to read
+    /// in it: a v1 payload's release file (v1 has no signed release info,
+    /// `image.rs`), the OEM list and default extensions, or an OEM hook to
+    /// run against it.
+    fn inspect_image(
+        &self,
+        major: u64,
+        node: &NodeFacts,
+        oem: &OemDir,
+    ) -> Result<ImageFacts, InstallError> {
+        let (job, s) = (self.job, &self.job.settings);
+        let hook = job.root.join(oem.hook());
+        if major != 1 && !sysext::relevant(node, &job.info.extra_packages) && !hook.exists() {
+            return Ok(ImageFacts::default());
+        }
         let usr = image::ReadOnlyMount::target(
-            plan,
+            self.plan,
             &s.mount_command,
             &s.umount_command,
-            &files.state_dir,
+            &self.files.state_dir,
         )?;
-        image::check_release(usr.path(), &job.info.version, &job.board)?;
-        tracing::info!("the new USR image names {} itself", job.info.version);
+        if major == 1 {
+            image::check_release(usr.path(), &job.info.version, &job.board)?;
+            tracing::info!("the new USR image names {} itself", job.info.version);
+        }
+        let facts = sysext::image_facts(usr.path(), node.oem_id.as_deref())?;
+        postinst::run_oem_hook(&hook, self.plan, usr.path())?;
+        Ok(facts)
     }
-    kernel::install_kernel(
-        &files.partial_kernel,
-        &plan.target_kernel(),
-        &plan.kernel_dir,
-    )?;
-    // The USR image.
-    File::open(&plan.disk)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| InstallError::Target {
-            disk: plan.disk.clone(),
-            source,
-        })
 }
 
 fn remove_quietly(path: &Path) {

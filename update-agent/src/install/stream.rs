@@ -127,33 +127,18 @@ impl Stream<'_> {
             .iter()
             .filter_map(|u| reqwest::Url::parse(u).ok())
             .collect();
-        let source = Arc::new(Source {
-            client: self.net.client.clone(),
+        Ok(download(
+            self.net,
+            self.job,
             urls,
-            credentials: self.job.credentials.clone(),
-            size: info.payload.size,
-        });
-        let opts = DownloadOptions::from_settings(&self.job.settings);
-        let cancel = self.net.cancel.clone();
-        Ok(download::spawn(
-            &self.net.rt,
-            source,
+            info.payload.size,
             start,
             end,
-            opts,
-            cancel,
         ))
     }
 
     fn progress<R: Read>(&self, inner: R, pos: u64) -> Progress<'_, R> {
-        Progress {
-            inner,
-            pos,
-            total: self.job.info.payload.size,
-            last_sent: 0,
-            report: self.report,
-            done: false,
-        }
+        Progress::new(inner, pos, self.report)
     }
 
     /// The target partition and the hidden partial kernel file.
@@ -221,9 +206,29 @@ impl Stream<'_> {
     }
 }
 
+/// `[start, end)` of a file of `size` bytes from `urls`, with the install's
+/// client, credentials, download settings and cancel flag.
+pub(super) fn download(
+    net: &Net,
+    job: &InstallJob,
+    urls: Vec<reqwest::Url>,
+    size: u64,
+    start: u64,
+    end: u64,
+) -> ChannelReader {
+    let source = Arc::new(Source {
+        client: net.client.clone(),
+        urls,
+        credentials: job.credentials.clone(),
+        size,
+    });
+    let opts = DownloadOptions::from_settings(&job.settings);
+    download::spawn(&net.rt, source, start, end, opts, net.cancel.clone())
+}
+
 /// A read error that came from the download is the download's (typed)
 /// error; everything else is the payload's.
-fn payload_error(e: PayloadError) -> InstallError {
+pub(super) fn payload_error(e: PayloadError) -> InstallError {
     match e {
         PayloadError::Read { offset, source } => match DownloadError::from_io(source) {
             Ok(download) => InstallError::Download(download),
@@ -233,28 +238,35 @@ fn payload_error(e: PayloadError) -> InstallError {
     }
 }
 
-/// Counts bytes read and reports progress to the state machine.
-struct Progress<'a, R> {
+/// Counts bytes read and reports the release's download progress to the
+/// state machine (`pos` counts every image of the release, so the
+/// extension images continue where USR ended).
+pub(super) struct Progress<'a, R> {
     inner: R,
     pos: u64,
-    total: u64,
     last_sent: u64,
     report: Reporter<'a>,
-    done: bool,
+}
+
+impl<'a, R> Progress<'a, R> {
+    /// Reports from `pos` on.
+    pub(super) fn new(inner: R, pos: u64, report: Reporter<'a>) -> Self {
+        Self {
+            inner,
+            pos,
+            last_sent: pos,
+            report,
+        }
+    }
 }
 
 impl<R: Read> Read for Progress<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.pos += n as u64;
-        let finished = self.pos >= self.total && !self.done;
-        if self.pos - self.last_sent >= PROGRESS_STEP || finished {
+        if self.pos - self.last_sent >= PROGRESS_STEP || (n == 0 && self.pos > self.last_sent) {
             self.last_sent = self.pos;
             (self.report)(Event::DownloadProgress { bytes: self.pos });
-        }
-        if finished {
-            self.done = true;
-            (self.report)(Event::DownloadComplete);
         }
         Ok(n)
     }

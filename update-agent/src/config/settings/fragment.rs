@@ -162,6 +162,9 @@ fragment!(
         mount_command: Vec<String>,
         /// Unmounts it: `CMD DIR`.
         umount_command: Vec<String>,
+        /// Flatcar's OEM directory (`oem-release`, `sysext/`,
+        /// `bin/oem-postinst`).
+        oem_dir: PathBuf,
     }
 );
 

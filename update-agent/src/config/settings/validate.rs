@@ -75,6 +75,7 @@ pub(super) fn settings(f: Fragment) -> Result<Settings, SettingsError> {
             .unwrap_or_else(|| vec!["mount".into()]),
         umount_command: command("install.umount_command", i.umount_command)?
             .unwrap_or_else(|| vec!["umount".into()]),
+        oem_dir: path_or("install.oem_dir", i.oem_dir, Settings::DEFAULT_OEM_DIR)?,
         state_dir: path_or(
             "state.state_dir",
             f.state.state_dir,
