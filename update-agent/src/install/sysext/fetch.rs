@@ -121,11 +121,24 @@ impl Fetcher<'_> {
             .tempfile_in(dir)
             .map_err(place(dir))?;
         let file = tmp.as_file().try_clone().map_err(place(tmp.path()))?;
-        self.apply(package, file)
-            .map_err(|source| InstallError::Extension {
+        self.apply(package, file).map_err(|e| match e {
+            // The destination could not take the image: a placement
+            // failure (the next directory may), not the package's fault.
+            InstallError::Payload(p) if matches!(*p, PayloadError::TargetIo { .. }) => {
+                let PayloadError::TargetIo { source, .. } = *p else {
+                    unreachable!()
+                };
+                SysextError::Place {
+                    path: dir.join(name),
+                    source,
+                }
+                .into()
+            }
+            e => InstallError::Extension {
                 package: package.name.clone(),
-                source: Box::new(source),
-            })?;
+                source: Box::new(e),
+            },
+        })?;
         tmp.as_file().sync_all().map_err(place(tmp.path()))?;
         let dest = dir.join(name);
         tmp.persist(&dest).map_err(|e| place(&dest)(e.error))?;
@@ -180,12 +193,5 @@ impl Fetcher<'_> {
 /// Whether `e` says the destination could not take the file (rather than
 /// something wrong with the download or the payload).
 fn is_destination_error(e: &InstallError) -> bool {
-    match e {
-        InstallError::Sysext(SysextError::Place { .. }) => true,
-        InstallError::Extension { source, .. } => matches!(
-            &**source,
-            InstallError::Payload(p) if matches!(**p, PayloadError::TargetIo { .. })
-        ),
-        _ => false,
-    }
+    matches!(e, InstallError::Sysext(SysextError::Place { .. }))
 }
