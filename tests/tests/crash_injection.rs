@@ -108,6 +108,7 @@ fn run_point(rt: &tokio::runtime::Runtime, p: &Point) -> Record {
         phase = Phase::FlagFlip;
     }
     let booted = assert_boot_choice_verified(&node, r, &a_hash, what);
+    assert_extension_files(&node, r, what, false);
     if phase < Phase::FlagFlip {
         assert_eq!(
             booted,
@@ -250,7 +251,7 @@ fn step_points(rel: &'static Release) -> Vec<Point> {
             ..Point::new(
                 rel,
                 "flag flip: killed after write 1 of 4",
-                Trigger::Log("payload verified"),
+                Trigger::Log(update_agent::install::RELEASE_VERIFIED_LOG),
             )
         },
         Point {
@@ -258,7 +259,7 @@ fn step_points(rel: &'static Release) -> Vec<Point> {
             ..Point::new(
                 rel,
                 "flag flip: killed after write 2 of 4",
-                Trigger::Log("payload verified"),
+                Trigger::Log(update_agent::install::RELEASE_VERIFIED_LOG),
             )
         },
         Point {
@@ -266,7 +267,7 @@ fn step_points(rel: &'static Release) -> Vec<Point> {
             ..Point::new(
                 rel,
                 "flag flip: killed after write 3 of 4",
-                Trigger::Log("payload verified"),
+                Trigger::Log(update_agent::install::RELEASE_VERIFIED_LOG),
             )
         },
         Point {
@@ -274,7 +275,7 @@ fn step_points(rel: &'static Release) -> Vec<Point> {
             ..Point::new(
                 rel,
                 "flag flip: killed after write 4 of 4",
-                Trigger::Log("payload verified"),
+                Trigger::Log(update_agent::install::RELEASE_VERIFIED_LOG),
             )
         },
         Point::new(
@@ -355,7 +356,27 @@ fn sigkill_during_a_v1_install_leaves_a_verified_boot_choice_and_no_mount() {
             Trigger::Log(update_agent::install::image::MOUNT_LOG),
         ));
     }
+    // The extension phase: its start, the OEM image placed (the zfs one
+    // still downloading), a fraction of it.
+    for i in 0..2 {
+        steps.push(Point::new(
+            rel,
+            format!("extensions: start ({i})"),
+            Trigger::Log("payload verified"),
+        ));
+        steps.push(Point::new(
+            rel,
+            format!("extensions: OEM image placed ({i})"),
+            Trigger::Log("oem-azure.gz verified and placed"),
+        ));
+    }
     let records = run_points(vec![deterministic_points(rel), steps], "v1");
+    assert!(
+        records
+            .iter()
+            .any(|r| r.killed && r.phase == Phase::Extensions),
+        "v1: no kill landed in the extension phase"
+    );
     let kills = records.iter().filter(|r| r.killed).count();
     assert!(kills >= 20, "only {kills} kills landed");
     let resumed = records.iter().filter(|r| r.resumed).count();

@@ -31,6 +31,10 @@ pub(crate) struct Release {
     pub(crate) kernel: Vec<u8>,
     pub(crate) payload: Vec<u8>,
     pub(crate) usr_hash: [u8; 32],
+    /// Extension packages (v1 only): (package name, node path of the
+    /// placed image, image, package bytes). The node is an `azure` node
+    /// with `zfs` enabled, so both are needed.
+    pub(crate) extensions: Vec<(&'static str, &'static str, Vec<u8>, Vec<u8>)>,
 }
 
 /// The payload format under test.
@@ -58,7 +62,14 @@ pub(crate) fn build_release(format: Format) -> Release {
             usr.resize(slot, 0);
             usr
         }
-        Format::V1 => fixture::usr_fs_image(NEW, BOARD, slot, 11, slot / 2),
+        Format::V1 => fixture::usr_fs_image_with(
+            NEW,
+            BOARD,
+            slot,
+            11,
+            slot / 2,
+            &[("share/flatcar/oems/azure", "azure\n")],
+        ),
     };
     // Incompressible, so the kernel write takes a while at BANDWIDTH.
     let mut kernel = Vec::with_capacity(512 << 10);
@@ -108,11 +119,63 @@ pub(crate) fn build_release(format: Format) -> Release {
         .write_with_keys(std::slice::from_ref(key), &mut payload)
         .expect("sign");
     let usr_hash = Sha256::digest(&usr).into();
+    let extensions = match format {
+        Format::V2 => Vec::new(),
+        Format::V1 => [
+            (
+                "oem-azure.gz",
+                "/usr/share/oem/sysext/oem-azure-3600.0.0.raw",
+            ),
+            (
+                "flatcar-zfs.gz",
+                "/etc/flatcar/sysext/flatcar-zfs-3600.0.0.raw",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, path))| {
+            // 768 KiB each: long enough at BANDWIDTH to be killed in.
+            let image = fixture::image_bytes(40 + i as u64, 768 << 10);
+            let package = fixture::sysext_payload_v1(&image);
+            (name, path, image, package)
+        })
+        .collect(),
+    };
     Release {
         usr,
         kernel,
         payload,
         usr_hash,
+        extensions,
+    }
+}
+
+/// Every placed extension image of `rel` present has its exact bytes
+/// (nothing half-written under a final name), and no hidden partial file
+/// is left unless `partials_allowed`.
+pub(crate) fn assert_extension_files(node: &Node, rel: &Release, what: &str, all: bool) {
+    for (_, path, image, _) in &rel.extensions {
+        match std::fs::read(node.path(path)) {
+            Ok(data) => assert!(data == *image, "{what}: {path} has other bytes"),
+            Err(e) => assert!(!all, "{what}: {path}: {e}"),
+        }
+    }
+    if all {
+        for dir in ["/usr/share/oem/sysext", "/etc/flatcar/sysext"] {
+            let names: Vec<String> = std::fs::read_dir(node.path(dir))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.ends_with(".partial"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(
+                names,
+                Vec::<String>::new(),
+                "{what}: partial files in {dir}"
+            );
+        }
     }
 }
 
@@ -164,6 +227,8 @@ pub(crate) enum Phase {
     KernelWrite,
     /// Every operation written, the payload not verified yet.
     Verifying,
+    /// USR verified; the extension images being fetched and placed.
+    Extensions,
     /// Verified; the kernel being synced and renamed, the slot synced, the
     /// GPT commit not visible yet.
     KernelInstall,
@@ -246,9 +311,11 @@ pub(crate) fn spawn_agent(node: &Node, log: &Path) -> Child {
 }
 
 pub(crate) fn payload_gets(server: &OmahaServer) -> Vec<Option<String>> {
+    let path = format!("/files/{PAYLOAD_NAME}");
     server
         .gets()
         .into_iter()
+        .filter(|r| r.path == path)
         .map(|r| r.header("range").map(str::to_string))
         .collect()
 }
@@ -346,8 +413,10 @@ pub(crate) fn classify(
         Phase::Staged
     } else if b_committed(node) {
         Phase::FlagFlip
-    } else if log.contains("payload verified") {
+    } else if log.contains(update_agent::install::RELEASE_VERIFIED_LOG) {
         Phase::KernelInstall
+    } else if log.contains("payload verified") {
+        Phase::Extensions
     } else if partial_complete(node, rel) {
         Phase::Verifying
     } else if stalled && gets {
@@ -390,7 +459,20 @@ pub(crate) fn new_node(
     let server = rt.block_on(OmahaServer::start());
     let node = Node::new(&server.update_url());
     server.serve_file(PAYLOAD_NAME, r.payload.clone());
-    let spec = UpdateSpec::for_payload(NEW, &server.files_url(), PAYLOAD_NAME, &r.payload);
+    let mut spec = UpdateSpec::for_payload(NEW, &server.files_url(), PAYLOAD_NAME, &r.payload);
+    if !r.extensions.is_empty() {
+        let w = |path: &str, data: &str| {
+            let p = node.path(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        };
+        w("/usr/share/oem/oem-release", "ID=azure\n");
+        w("/etc/flatcar/enabled-sysext.conf", "zfs\n");
+    }
+    for (name, _, _, package) in &r.extensions {
+        server.serve_file(name, package.clone());
+        spec = spec.with_package(name, package);
+    }
     (server, node, spec)
 }
 
@@ -422,6 +504,7 @@ pub(crate) fn assert_installed(
     assert_eq!(node.cgpt_pts(Slot::B), (2, 1, 0), "{what}: B");
     assert!(!node.exists(CHECKPOINT), "{what}: checkpoint left behind");
     assert!(node.exists(MARKER), "{what}: no reboot marker");
+    assert_extension_files(node, rel, what, true);
     if prefs_written {
         assert_eq!(node.pref(INSTALLED_PREF).as_deref(), Some(NEW), "{what}");
         assert_eq!(

@@ -63,6 +63,9 @@ pub use commit::revert_staged;
 pub use policy::{PolicyRefusal, check_policy, compare_versions};
 pub use stream::{Net, Reporter};
 
+/// Logged once USR and every extension image are verified and placed,
+/// before the kernel rename and the commit point.
+pub const RELEASE_VERIFIED_LOG: &str = "release verified";
 /// Checkpoint file name in the state directory.
 pub const CHECKPOINT_FILE: &str = "install-checkpoint.json";
 /// Pref naming the version this agent last committed (for rollback
@@ -438,6 +441,10 @@ impl Finish<'_> {
             done: Cell::new(job.info.payload.size),
         };
         let placed = sysext::install(&fetcher, &chosen, &image)?;
+        tracing::info!(
+            "{RELEASE_VERIFIED_LOG}: USR and {} extension image(s)",
+            placed.files.len()
+        );
         (self.report)(Event::DownloadComplete);
         (self.report)(Event::Verified);
         let installed = kernel::install_kernel(
