@@ -35,6 +35,7 @@
 //! file's fsync/rename) and `commit` (6 and 7).
 
 mod commit;
+mod error;
 pub mod image;
 mod kernel;
 mod policy;
@@ -42,8 +43,8 @@ pub mod postinst;
 mod stream;
 pub mod sysext;
 
-use omaha::{ErrorCode, UpdateInfo};
-use payload::{Keyring, PayloadError};
+use omaha::UpdateInfo;
+use payload::Keyring;
 use std::cell::Cell;
 use std::fs::{self, File};
 use std::io;
@@ -51,15 +52,14 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Root;
 use crate::config::settings::Settings;
-use crate::download::DownloadError;
 use crate::fsm::Event;
-use crate::slots::{self, BootDiskError, SlotError, SlotPlan};
-use image::ImageError;
-use postinst::PostinstError;
-use sysext::plan::{ImageFacts, NodeFacts, PlanError};
+use crate::slots::{self, SlotPlan};
+use sysext::manifest::Written;
+use sysext::plan::{ImageFacts, NodeFacts};
 use sysext::{OemDir, Placed, SysextError};
 
 pub use commit::revert_staged;
+pub use error::InstallError;
 pub use policy::{PolicyRefusal, check_policy, compare_versions};
 pub use stream::{Net, Reporter};
 
@@ -74,178 +74,6 @@ pub const INSTALLED_VERSION_PREF: &str = "update-agent-installed-version";
 /// Pref naming the boot id under which it was committed: a rollback is
 /// inferred only after a reboot (`crate::decide::rolled_back_from`).
 pub const INSTALLED_BOOT_ID_PREF: &str = "update-agent-installed-boot-id";
-
-/// A failed install.
-#[derive(Debug, thiserror::Error)]
-pub enum InstallError {
-    /// A local policy refused the update.
-    #[error(transparent)]
-    Refused(#[from] PolicyRefusal),
-    /// Booted/target slot not found.
-    #[error(transparent)]
-    Slots(#[from] SlotError),
-    /// The trusted keyring could not be loaded.
-    #[error("trusted keys in {}", dir.display())]
-    Keys {
-        /// The directory.
-        dir: PathBuf,
-        /// The error.
-        #[source]
-        source: Box<PayloadError>,
-    },
-    /// A GPT attribute change failed.
-    #[error("{step} on {}", disk.display())]
-    Gpt {
-        /// What was being done.
-        step: &'static str,
-        /// The disk.
-        disk: PathBuf,
-        /// cgpt's error.
-        #[source]
-        source: Box<cgpt::Error>,
-    },
-    /// Undoing a slot switch failed.
-    #[error("cannot undo the slot switch")]
-    Revert(#[from] BootDiskError),
-    /// The download failed.
-    #[error(transparent)]
-    Download(#[from] DownloadError),
-    /// The payload was rejected or could not be applied.
-    #[error("payload rejected")]
-    Payload(#[source] Box<PayloadError>),
-    /// The target partition could not be opened or synced.
-    #[error("target partition on {}", disk.display())]
-    Target {
-        /// The disk.
-        disk: PathBuf,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-    /// Writing the kernel file failed.
-    #[error("kernel file {}", path.display())]
-    Kernel {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-    /// Not enough room on the ESP.
-    #[error("not enough space in {} for the kernel: need {need} bytes, {free} free", dir.display())]
-    NoSpace {
-        /// The kernel directory.
-        dir: PathBuf,
-        /// Bytes needed.
-        need: u64,
-        /// Bytes free.
-        free: u64,
-    },
-    /// The written image could not be checked or names another release
-    /// (CrAU v1 payloads, which carry no signed release info).
-    #[error(transparent)]
-    Image(#[from] ImageError),
-    /// An extension package failed to download or verify.
-    #[error("extension package {package}")]
-    Extension {
-        /// The package name.
-        package: String,
-        /// What went wrong (a download or payload error).
-        #[source]
-        source: Box<InstallError>,
-    },
-    /// The extension images could not be planned or placed.
-    #[error(transparent)]
-    Sysext(#[from] SysextError),
-    /// A post-install duty failed.
-    #[error(transparent)]
-    Postinst(#[from] PostinstError),
-    /// Prefs or state could not be written.
-    #[error("state in {}", path.display())]
-    State {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl InstallError {
-    /// Whether the failure says something about the payload or the server
-    /// that served it, so it moves the payload state (URL failures,
-    /// attempts, backoff). Local trouble (keys, disk, kernel directory,
-    /// state files, a policy refusal, a cancel) must not: once an admin
-    /// fixes it, the next check installs instead of waiting out a backoff.
-    pub fn counts_against_payload(&self) -> bool {
-        match self {
-            Self::Download(e) => !matches!(e, DownloadError::Cancelled),
-            Self::Image(e) => matches!(e, ImageError::NoRelease(_) | ImageError::Mismatch { .. }),
-            Self::Extension { source, .. } => source.counts_against_payload(),
-            Self::Sysext(SysextError::Plan(e)) => {
-                matches!(e, PlanError::Missing { .. } | PlanError::Unhashed { .. })
-            }
-            Self::Payload(e) => !matches!(
-                **e,
-                PayloadError::Keyring(_)
-                    | PayloadError::TargetIo { .. }
-                    | PayloadError::Io { .. }
-                    | PayloadError::CheckpointMismatch(_)
-            ),
-            _ => false,
-        }
-    }
-
-    /// update_engine's code for the error event.
-    pub fn error_code(&self) -> ErrorCode {
-        match self {
-            Self::Refused(_) => ErrorCode::OmahaUpdateIgnoredPerPolicy,
-            Self::Slots(_) | Self::Target { .. } => ErrorCode::InstallDeviceOpenError,
-            Self::Keys { .. } => ErrorCode::DownloadPayloadPubKeyVerificationError,
-            Self::Gpt { .. } | Self::Revert(_) => ErrorCode::SetBootableFlagError,
-            Self::Download(e) => e.error_code(),
-            Self::Payload(e) => e.error_code(),
-            Self::Kernel { .. } | Self::NoSpace { .. } => ErrorCode::KernelDeviceOpenError,
-            Self::Image(ImageError::NoRelease(_) | ImageError::Mismatch { .. }) => {
-                ErrorCode::NewRootfsVerificationError
-            }
-            Self::Image(_) | Self::Sysext(_) | Self::Postinst(_) => {
-                ErrorCode::PostinstallRunnerError
-            }
-            Self::Extension { source, .. } => source.error_code(),
-            Self::State { .. } => ErrorCode::Error,
-        }
-    }
-
-    /// A stable name for logs and `LastError`.
-    pub fn error_kind(&self) -> &'static str {
-        match self {
-            Self::Refused(PolicyRefusal::Downgrade { .. }) => "downgrade_refused",
-            Self::Refused(PolicyRefusal::Denied { .. }) => "deny_listed",
-            Self::Slots(e) => e.error_kind(),
-            Self::Keys { .. } => "keyring",
-            Self::Gpt { .. } | Self::Revert(_) => "gpt_write",
-            Self::Download(e) => e.error_kind(),
-            Self::Payload(e) => e.error_kind(),
-            Self::Target { .. } => "target_io",
-            Self::Kernel { .. } => "kernel_write",
-            Self::NoSpace { .. } => "esp_full",
-            Self::Image(ImageError::NoRelease(_) | ImageError::Mismatch { .. }) => {
-                "image_release_mismatch"
-            }
-            Self::Image(_) => "image_mount",
-            Self::Extension { source, .. } => source.error_kind(),
-            Self::Sysext(SysextError::Plan(PlanError::Missing { .. })) => "sysext_missing",
-            Self::Sysext(SysextError::Plan(PlanError::Unhashed { .. })) => "sysext_unhashed",
-            Self::Sysext(SysextError::Plan(PlanError::BadName { .. })) => "sysext_name",
-            Self::Sysext(SysextError::Read { .. }) => "sysext_read",
-            Self::Sysext(SysextError::Place { .. }) => "sysext_place",
-            Self::Postinst(PostinstError::CgroupV1) => "cgroup_v1",
-            Self::Postinst(PostinstError::Hook { .. }) => "oem_postinst",
-            Self::State { .. } => "state_write",
-        }
-    }
-}
 
 /// Everything the pipeline needs.
 #[derive(Debug, Clone)]
@@ -287,7 +115,9 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
         plan.target_offset
     );
     let keys = load_keyring(job, s)?;
-    let files = Files::prepare(job, &plan)?;
+    let oem = OemDir(s.oem_dir.clone());
+    let node = sysext::node_facts(&job.root, &oem)?;
+    let files = Files::prepare(job, &plan, &oem)?;
     let saved = stream::load_checkpoint(&files.checkpoint)
         .filter(|c| c.is_for(job, &plan) && files.partial_kernel.exists());
     if saved.is_none() {
@@ -312,10 +142,12 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
         report,
         checkpoint: &files.checkpoint,
         partial_kernel: &files.partial_kernel,
+        node: &node,
+        oem: &oem,
     };
     // Any failure before the commit point leaves no checkpoint or partial
     // kernel behind (only a killed daemon does, to resume from).
-    let release = stream.apply(saved).and_then(|report_| {
+    let release = stream.apply(saved).and_then(|(report_, written)| {
         tracing::info!(
             "payload verified: {} bytes, sha256 {}, signed by {}",
             report_.payload_size,
@@ -332,8 +164,14 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
             keys: &keys,
             net,
             report,
+            oem: &oem,
         };
-        ctx.finish(report_.major)
+        // The payload's own extension partitions, written or not: the new
+        // image's defaults may need them.
+        let carries = (report_.written.iter().map(|(n, _)| n))
+            .chain(&report_.skipped)
+            .any(|n| sysext::plan::is_extension_partition(n));
+        ctx.finish(report_.major, node, &written, carries)
     });
     let release = match release {
         Ok(r) => r,
@@ -348,7 +186,7 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
     }
     sysext::prune(
         &job.root,
-        &OemDir(s.oem_dir.clone()),
+        &oem,
         &release.node,
         &release.image,
         &job.running_version,
@@ -364,12 +202,14 @@ struct Files {
     state_dir: PathBuf,
     checkpoint: PathBuf,
     partial_kernel: PathBuf,
+    root: Root,
+    oem: OemDir,
 }
 
 impl Files {
     /// Creates the directories, removes a killed agent's mounts and
     /// checks the ESP's free space.
-    fn prepare(job: &InstallJob, plan: &SlotPlan) -> Result<Self, InstallError> {
+    fn prepare(job: &InstallJob, plan: &SlotPlan, oem: &OemDir) -> Result<Self, InstallError> {
         let s = &job.settings;
         let state_dir = job.root.join(&s.state_dir);
         fs::create_dir_all(&state_dir).map_err(|source| InstallError::State {
@@ -388,12 +228,15 @@ impl Files {
                 .kernel_dir
                 .join(format!(".{}.partial", plan.target.kernel_name())),
             state_dir,
+            root: job.root.clone(),
+            oem: oem.clone(),
         })
     }
 
     fn discard(&self) {
         remove_quietly(&self.checkpoint);
         remove_quietly(&self.partial_kernel);
+        sysext::remove_partials(&self.root, &self.oem);
     }
 }
 
@@ -413,19 +256,30 @@ struct Finish<'a> {
     keys: &'a Keyring,
     net: &'a Net,
     report: Reporter<'a>,
+    oem: &'a OemDir,
 }
 
 impl Finish<'_> {
     /// The new image checked and read, the extension images placed, the
     /// kernel in place, the slot synced.
-    fn finish(&self, major: u64) -> Result<Release, InstallError> {
-        let (job, plan, s) = (self.job, self.plan, &self.job.settings);
-        let oem = OemDir(s.oem_dir.clone());
-        let node = sysext::node_facts(&job.root, &oem)?;
-        let image = self.inspect_image(major, &node, &oem)?;
-        let chosen = sysext::plan::wanted(&node, &image)
-            .and_then(|wanted| sysext::plan::choose(&wanted, &job.info.extra_packages))
-            .map_err(SysextError::from)?;
+    fn finish(
+        &self,
+        major: u64,
+        node: NodeFacts,
+        written: &[Written],
+        carries_extensions: bool,
+    ) -> Result<Release, InstallError> {
+        let job = self.job;
+        let image = self.inspect_image(major, &node, carries_extensions)?;
+        let wanted = sysext::plan::wanted(&node, &image).map_err(SysextError::from)?;
+        let (from_payload, rest) = sysext::manifest::place(written, &wanted, &job.info.version)?;
+        let chosen = match sysext::plan::choose(&rest, &job.info.extra_packages) {
+            Ok(c) => c,
+            Err(e) => {
+                from_payload.undo();
+                return Err(SysextError::from(e).into());
+            }
+        };
         let extra: u64 = chosen.iter().map(|(_, p)| p.size).sum();
         if extra > 0 {
             (self.report)(Event::DownloadSize {
@@ -437,16 +291,21 @@ impl Finish<'_> {
             keys: self.keys,
             net: self.net,
             report: self.report,
-            oem,
+            oem: self.oem.clone(),
             done: Cell::new(job.info.payload.size),
         };
-        let placed = sysext::install(&fetcher, &chosen, &image)?;
+        let oem_id = wanted
+            .iter()
+            .find(|w| w.kind == sysext::plan::Kind::Oem)
+            .map(|w| w.name.as_str());
+        let placed = sysext::install(&fetcher, &chosen, &image, from_payload, oem_id)?;
         tracing::info!(
             "{RELEASE_VERIFIED_LOG}: USR and {} extension image(s)",
             placed.files.len()
         );
         (self.report)(Event::DownloadComplete);
         (self.report)(Event::Verified);
+        let plan = self.plan;
         let installed = kernel::install_kernel(
             &self.files.partial_kernel,
             &plan.target_kernel(),
@@ -480,11 +339,12 @@ impl Finish<'_> {
         &self,
         major: u64,
         node: &NodeFacts,
-        oem: &OemDir,
+        carries_extensions: bool,
     ) -> Result<ImageFacts, InstallError> {
         let (job, s) = (self.job, &self.job.settings);
-        let hook = job.root.join(oem.hook());
-        if major != 1 && !sysext::relevant(node, &job.info.extra_packages) && !hook.exists() {
+        let hook = job.root.join(self.oem.hook());
+        let relevant = carries_extensions || sysext::relevant(node, &job.info.extra_packages);
+        if major != 1 && !relevant && !hook.exists() {
             return Ok(ImageFacts::default());
         }
         let usr = image::ReadOnlyMount::target(
@@ -538,45 +398,4 @@ fn load_keyring(job: &InstallJob, s: &Settings) -> Result<Keyring, InstallError>
     }
     ring.active().map_err(keys_err)?;
     Ok(ring)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_payload_and_server_failures_move_the_payload_state() {
-        let payload = |e| InstallError::Payload(Box::new(e));
-        let counted = [
-            InstallError::Download(DownloadError::NoUrls),
-            payload(PayloadError::PayloadHashMismatch {
-                expected: "a".into(),
-                actual: "b".into(),
-            }),
-            payload(PayloadError::PayloadSignatureMismatch),
-        ];
-        for e in &counted {
-            assert!(e.counts_against_payload(), "{e}");
-        }
-        let local = [
-            InstallError::Download(DownloadError::Cancelled),
-            InstallError::Keys {
-                dir: "/k".into(),
-                source: Box::new(PayloadError::Keyring("empty".into())),
-            },
-            payload(PayloadError::Keyring("empty".into())),
-            payload(PayloadError::TargetIo {
-                partition: "usr".into(),
-                offset: 0,
-                source: io::Error::other("EIO"),
-            }),
-            InstallError::State {
-                path: "/s".into(),
-                source: io::Error::other("ENOSPC"),
-            },
-        ];
-        for e in &local {
-            assert!(!e.counts_against_payload(), "{e}");
-        }
-    }
 }

@@ -24,6 +24,9 @@ use payload::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::sysext::OemDir;
+use super::sysext::manifest::{self, Written};
+use super::sysext::plan::{self, NodeFacts};
 use super::{InstallError, InstallJob};
 use crate::download::{self, ChannelReader, DownloadError, DownloadOptions, Source};
 use crate::fsm::Event;
@@ -92,31 +95,76 @@ pub(super) struct Stream<'a> {
     pub(super) report: Reporter<'a>,
     pub(super) checkpoint: &'a Path,
     pub(super) partial_kernel: &'a Path,
+    /// What the node says of its extensions: which of the payload's own
+    /// extension partitions are worth writing.
+    pub(super) node: &'a NodeFacts,
+    pub(super) oem: &'a OemDir,
 }
 
 impl Stream<'_> {
-    /// Downloads and applies the payload, from `saved` when resuming.
+    /// Downloads and applies the payload, from `saved` when resuming;
+    /// returns the extension partitions it wrote to hidden files.
     pub(super) fn apply(
         &self,
         saved: Option<SavedCheckpoint>,
-    ) -> Result<ApplyReport, InstallError> {
+    ) -> Result<(ApplyReport, Vec<Written>), InstallError> {
         let size = self.job.info.payload.size;
-        let mut slots = self.open_slots(saved.is_none())?;
+        let fresh = saved.is_none();
+        let mut slots = self.open_slots(fresh)?;
         let mut applier = Applier::new(self.keys)
             .options(self.options())
             .on_checkpoint(self.checkpointer());
-        let result = match saved {
-            None => applier.apply(self.progress(self.download(0, size)?, 0), &mut slots),
+        let (result, written) = match saved {
+            None => {
+                let body = self.progress(self.download(0, size)?, 0);
+                let (body, names) = manifest::peek_partitions(body)?;
+                let written = self.extension_slots(&mut slots, &names, fresh)?;
+                (applier.apply(body, &mut slots), written)
+            }
             Some(saved) => {
                 let cp = saved.checkpoint;
                 let at = cp.resume_offset();
                 tracing::info!("resuming the payload at byte {at}");
                 let metadata = self.download(0, cp.data_start)?;
+                let (metadata, names) = manifest::peek_partitions(metadata)?;
+                let written = self.extension_slots(&mut slots, &names, fresh)?;
                 let rest = self.progress(self.download(at, size)?, at);
-                applier.resume(metadata, rest, &mut slots, &cp)
+                (applier.resume(metadata, rest, &mut slots, &cp), written)
             }
         };
-        result.map_err(payload_error)
+        Ok((result.map_err(payload_error)?, written))
+    }
+
+    /// Adds a hidden file slot for each extension partition of the
+    /// manifest (`names`) this node may need; lets the applier verify the
+    /// other extension partitions without writing them. Any other unknown
+    /// partition stays an error.
+    fn extension_slots(
+        &self,
+        slots: &mut payload::Slots,
+        names: &[String],
+        fresh: bool,
+    ) -> Result<Vec<Written>, InstallError> {
+        let candidates = plan::manifest_candidates(self.node, names);
+        let opened = manifest::open(
+            &self.job.root,
+            self.oem,
+            &self.job.info.version,
+            &candidates,
+            fresh,
+        )?;
+        let mut written = Vec::new();
+        for (w, file) in opened {
+            let mut slot = payload::Slot::new(file);
+            slot.truncate = true;
+            slots.insert(&w.wanted.stem(), slot);
+            written.push(w);
+        }
+        slots.skip_missing = names
+            .iter()
+            .filter(|n| slots.get_mut(n.as_str()).is_none())
+            .all(|n| plan::is_extension_partition(n));
+        Ok(written)
     }
 
     /// `[start, end)` of the payload from the answer's URLs.

@@ -15,6 +15,7 @@
 //!    running version's (the fallback slot boots with them) or `-initial`.
 
 mod fetch;
+pub mod manifest;
 pub mod plan;
 
 use std::fs;
@@ -155,6 +156,16 @@ fn destinations(root: &Root, oem: &OemDir, kind: Kind) -> Vec<PathBuf> {
     }
 }
 
+/// Removes the hidden temporary files of every extension directory (a
+/// failed attempt's, or a killed agent's when starting afresh).
+pub fn remove_partials(root: &Root, oem: &OemDir) {
+    let all: Vec<PathBuf> = [Kind::Oem, Kind::Extension]
+        .iter()
+        .flat_map(|&k| destinations(root, oem, k))
+        .collect();
+    remove_stale_partials(&all);
+}
+
 /// Removes hidden temporary files a killed agent left in `dirs`.
 fn remove_stale_partials(dirs: &[PathBuf]) {
     for dir in dirs {
@@ -172,28 +183,30 @@ fn remove_stale_partials(dirs: &[PathBuf]) {
     }
 }
 
-/// Fetches, verifies and places every chosen image for `version`, then the
-/// OEM flag files. On failure, whatever this attempt placed is removed.
+/// Fetches, verifies and places every chosen image for `version` (next to
+/// those the release payload carried, `placed`), then the OEM flag files
+/// when the node's OEM image (`oem_id`) is among them. On failure,
+/// whatever this attempt placed is removed.
 pub fn install(
     fetcher: &Fetcher<'_>,
     chosen: &[(Wanted, Package)],
     image: &ImageFacts,
+    mut placed: Placed,
+    oem_id: Option<&str>,
 ) -> Result<Placed, crate::install::InstallError> {
+    remove_partials(fetcher.root(), fetcher.oem());
     let (root, oem) = (fetcher.root(), fetcher.oem());
-    let all_dirs: Vec<PathBuf> = [Kind::Oem, Kind::Extension]
+    let result = chosen
         .iter()
-        .flat_map(|&k| destinations(root, oem, k))
-        .collect();
-    remove_stale_partials(&all_dirs);
-    let mut placed = Placed::default();
-    let result = chosen.iter().try_for_each(|(w, p)| {
-        let path = fetcher.fetch(w, p, &destinations(root, oem, w.kind))?;
-        placed.files.push(path);
-        if w.kind == Kind::Oem {
-            write_oem_flags(fetcher, &w.name, image.lists_oem, &mut placed)?;
-        }
-        Ok(())
-    });
+        .try_for_each(|(w, p)| {
+            let path = fetcher.fetch(w, p, &destinations(root, oem, w.kind))?;
+            placed.files.push(path);
+            Ok(())
+        })
+        .and_then(|()| match oem_id {
+            Some(id) => write_oem_flags(fetcher, id, image.lists_oem, &mut placed),
+            None => Ok(()),
+        });
     match result {
         Ok(()) => Ok(placed),
         Err(e) => {

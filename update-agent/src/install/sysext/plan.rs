@@ -257,6 +257,39 @@ pub fn extensions_prunable<'a>(
         .collect()
 }
 
+/// The partitions of a (v2) release's own manifest worth writing to
+/// files while USR streams in: the node's OEM image and every extension
+/// `/etc` does not disable (the new image's defaults are not known before
+/// it is written). Other partitions are verified but not written.
+pub fn manifest_candidates(node: &NodeFacts, partitions: &[String]) -> Vec<Wanted> {
+    let disabled: BTreeSet<&str> = entries(&node.etc_enabled)
+        .filter_map(|l| l.strip_prefix('-'))
+        .collect();
+    partitions
+        .iter()
+        .filter_map(|p| {
+            if let Some(id) = p.strip_prefix("oem-") {
+                (node.oem_id.as_deref() == Some(id)).then(|| Wanted {
+                    kind: Kind::Oem,
+                    name: id.to_string(),
+                })
+            } else {
+                let name = p.strip_prefix("flatcar-")?;
+                (valid_name(name) && !disabled.contains(name)).then(|| Wanted {
+                    kind: Kind::Extension,
+                    name: name.to_string(),
+                })
+            }
+        })
+        .collect()
+}
+
+/// Whether a partition of a release's manifest may go unwritten: only
+/// extension images (anything else is an unknown partition).
+pub fn is_extension_partition(name: &str) -> bool {
+    name.starts_with("oem-") || name.starts_with("flatcar-")
+}
+
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;

@@ -150,3 +150,28 @@ fn pruning_keeps_both_slots_images_and_the_initial_one() {
         ["flatcar-zfs-3400.0.0.raw", "flatcar-podman-3500.0.0.raw"]
     );
 }
+
+#[test]
+fn manifest_partitions_worth_writing() {
+    let node = NodeFacts {
+        oem_id: Some("azure".into()),
+        oem_active: false,
+        etc_enabled: "zfs\n-podman\n".into(),
+    };
+    let parts = names(&[
+        "usr",
+        "kernel",
+        "oem-azure",
+        "oem-gce",
+        "flatcar-zfs",
+        "flatcar-podman",
+        "flatcar-python",
+        "flatcar-../x",
+    ]);
+    let got: Vec<String> = manifest_candidates(&node, &parts)
+        .iter()
+        .map(Wanted::stem)
+        .collect();
+    assert_eq!(got, ["oem-azure", "flatcar-zfs", "flatcar-python"]);
+    assert!(is_extension_partition("oem-gce") && !is_extension_partition("root"));
+}
