@@ -157,7 +157,7 @@ impl Stream<'_> {
         for (w, file) in opened {
             let mut slot = payload::Slot::new(file);
             slot.truncate = true;
-            slots.insert(&w.wanted.stem(), slot);
+            slots.insert(w.wanted.stem(), slot);
             written.push(w);
         }
         slots.skip_missing = names
