@@ -40,9 +40,7 @@ pub type Replayed<R> = std::io::Chain<Cursor<Vec<u8>>, R>;
 /// Reads the payload's header and manifest off `r` and returns the same
 /// bytes again (chained with the rest) and the manifest's partition names.
 /// A manifest that does not parse yields no names: the applier reports it.
-pub fn peek_partitions<R: Read>(
-    mut r: R,
-) -> Result<(Replayed<R>, Vec<String>), InstallError> {
+pub fn peek_partitions<R: Read>(mut r: R) -> Result<(Replayed<R>, Vec<String>), InstallError> {
     let limits = Limits::default();
     let mut buf = Vec::new();
     let take = |r: &mut R, buf: &mut Vec<u8>, n: u64| -> Result<(), InstallError> {
