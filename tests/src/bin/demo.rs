@@ -5,8 +5,11 @@
 //! key, a signed payload of 3600.0.0, an Omaha server on 127.0.0.1 serving it;
 //! the real agent installs the update into USR-B, the disk "reboots" through
 //! GRUB's gptprio rules, and the real health gate blesses USR-B, or, with
-//! `--fail-health`, marks it bad and the node falls back to USR-A. Nothing
-//! touches a real disk or reboots the machine: the reboot command is a stand-in.
+//! `--fail-health`, marks it bad and the node falls back to USR-A. Run as root,
+//! the release also carries extension images (the node's OEM image and a
+//! default extension, fetched and verified before the commit point; reading
+//! the new image needs a read-only loop mount). Nothing touches a real disk
+//! or reboots the machine: the reboot command is a stand-in.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Instant;
@@ -77,12 +80,16 @@ async fn demo(fail_health: bool) -> Result<()> {
         node.disk.display()
     ));
     say(&format!(
-        "USR-A runs {RUNNING}; USR-B is empty. The node trusts one Ed25519 key."
+        "USR-A runs {RUNNING}; USR-B is empty. The node trusts an Ed25519 and an RSA key."
     ));
     table(&node)?;
 
-    let (usr, kernel) = publish(&server, &node);
+    let with_extensions = e2e::dbus_bus::is_root();
+    let (usr, kernel) = publish(&server, &node, with_extensions);
     install(&server, &node, &usr, &kernel).await?;
+    if with_extensions {
+        show_extensions(&server, &node)?;
+    }
     let booted = reboot_into_new(&node)?;
     gate(&server, &node, booted, fail_health).await?;
     step(6, "Final slot table");
@@ -90,8 +97,16 @@ async fn demo(fail_health: bool) -> Result<()> {
     Ok(())
 }
 
+/// Extension packages the server offers: (package, image seed).
+const EXTENSIONS: [(&str, u64); 4] = [
+    ("oem-azure.gz", 61),
+    ("oem-gce.gz", 62),
+    ("flatcar-podman.gz", 63),
+    ("flatcar-zfs.gz", 64),
+];
+
 /// Step 2: the release side.
-fn publish(server: &OmahaServer, node: &Node) -> (Vec<u8>, Vec<u8>) {
+fn publish(server: &OmahaServer, node: &Node, with_extensions: bool) -> (Vec<u8>, Vec<u8>) {
     step(
         2,
         &format!(
@@ -99,7 +114,24 @@ fn publish(server: &OmahaServer, node: &Node) -> (Vec<u8>, Vec<u8>) {
             server.addr()
         ),
     );
-    let usr = fixture::image_bytes(42, (USR_MIB << 20) as usize);
+    let len = (USR_MIB << 20) as usize;
+    let usr = if with_extensions {
+        // A real file system that lists the `azure` OEM and enables the
+        // `podman` extension by default, as Flatcar's images do.
+        fixture::usr_fs_image_with(
+            NEW,
+            BOARD,
+            len,
+            42,
+            1 << 20,
+            &[
+                ("share/flatcar/oems/azure", "azure\n"),
+                ("share/flatcar/enabled-sysext.conf", "podman\n"),
+            ],
+        )
+    } else {
+        fixture::image_bytes(42, len)
+    };
     let kernel = format!("kernel of {NEW}\n").repeat(4096).into_bytes();
     let payload = node.payload(NEW, BOARD, &usr, &kernel);
     say(&format!(
@@ -107,9 +139,45 @@ fn publish(server: &OmahaServer, node: &Node) -> (Vec<u8>, Vec<u8>) {
         payload.len()
     ));
     server.serve_file(PAYLOAD_NAME, payload.clone());
-    let spec = UpdateSpec::for_payload(NEW, &server.files_url(), PAYLOAD_NAME, &payload);
+    let mut spec = UpdateSpec::for_payload(NEW, &server.files_url(), PAYLOAD_NAME, &payload);
+    if with_extensions {
+        let oem = node.path("/usr/share/oem/oem-release");
+        let _ = std::fs::create_dir_all(oem.parent().unwrap_or(node.root()));
+        let _ = std::fs::write(oem, "ID=azure\n");
+        for (name, seed) in EXTENSIONS {
+            let package = fixture::sysext_payload_v1(&fixture::image_bytes(seed, 256 << 10));
+            server.serve_file(name, package.clone());
+            spec = spec.with_package(name, &package);
+        }
+        say("extension packages offered: oem-azure, oem-gce, flatcar-podman, flatcar-zfs;");
+        say("this is an Azure node, and the new image enables podman by default.");
+    } else {
+        say("(run as root to see the extension images too: the new image is loop-mounted)");
+    }
     server.push(Reply::Update(spec));
     (usr, kernel)
+}
+
+/// After step 3: the extension images next to USR.
+fn show_extensions(server: &OmahaServer, node: &Node) -> Result<()> {
+    let placed = [
+        "/usr/share/oem/sysext/oem-azure-3600.0.0.raw",
+        "/etc/flatcar/sysext/flatcar-podman-3600.0.0.raw",
+    ];
+    for path in placed {
+        let len = std::fs::metadata(node.path(path))
+            .with_context(|| format!("{path} was not placed"))?
+            .len();
+        say(&format!("placed {path} ({len} bytes, verified)"));
+    }
+    let fetched: Vec<String> = server.gets().iter().map(|r| r.path.clone()).collect();
+    let skipped: Vec<&str> = EXTENSIONS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !fetched.iter().any(|p| p.ends_with(n)))
+        .collect();
+    say(&format!("never downloaded: {}", skipped.join(", ")));
+    Ok(())
 }
 
 /// Step 3: the agent installs.
