@@ -1,7 +1,10 @@
 //! The fuzz targets' bodies, shared with `tests/fuzz_corpus.rs`, which
 //! replays the saved corpora on stable Rust in every test run.
 
+use std::io::Read;
+
 use update_agent::config::FlatcarConfig;
+use update_agent::install::sysext::{manifest, plan};
 use update_agent::config::flatcar::parse_key_values;
 use update_agent::config::settings::{Fragment, Settings};
 
@@ -44,5 +47,33 @@ pub fn settings_toml(data: &[u8]) {
         assert!(s.schedule.max_backoff >= s.schedule.periodic);
         assert!(s.state_dir.is_absolute() && s.kernel_dir.is_absolute());
         assert!(!s.connect_timeout.is_zero());
+    }
+}
+
+/// What the extension step reads: `enabled-sysext.conf` texts (`/etc`'s
+/// and the new image's, split at the first NUL), `oem-release`, and a
+/// payload's header and manifest, which are read before verification.
+/// Never panics; every planned name is a plain file-name part; the peek
+/// gives back exactly the bytes it read.
+pub fn sysext_inputs(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (etc, image) = text.split_once('\0').unwrap_or((&text, ""));
+    if let Ok(names) = plan::enabled_extensions(etc, image) {
+        assert!(names.iter().all(|n| plan::valid_name(n)), "{names:?}");
+    }
+    if let Ok(Some(id)) = plan::oem_id(&text) {
+        assert!(plan::valid_name(&id), "{id:?}");
+    }
+    let (mut replay, names) = manifest::peek_partitions(data).expect("reading a slice");
+    let mut back = Vec::new();
+    replay.read_to_end(&mut back).expect("reading a slice");
+    assert_eq!(back, data, "the peek changed the stream");
+    let node = plan::NodeFacts {
+        oem_id: Some("azure".into()),
+        oem_active: false,
+        etc_enabled: etc.to_string(),
+    };
+    for w in plan::manifest_candidates(&node, &names) {
+        assert!(plan::valid_name(&w.name), "{w:?}");
     }
 }

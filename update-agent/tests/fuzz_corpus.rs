@@ -33,3 +33,8 @@ fn update_conf_corpus() {
 fn settings_toml_corpus() {
     replay("settings_toml", bodies::settings_toml, 50);
 }
+
+#[test]
+fn sysext_inputs_corpus() {
+    replay("sysext_inputs", bodies::sysext_inputs, 50);
+}

@@ -41,6 +41,7 @@ fn events() -> Vec<Event> {
         Event::NoUpdate,
         Event::UpdateFound { target: t() },
         Event::DownloadProgress { bytes: 750 },
+        Event::DownloadSize { bytes: 4000 },
         Event::DownloadComplete,
         Event::Verified,
         Event::InstallComplete,
@@ -97,6 +98,18 @@ fn table() -> Vec<(Operation, &'static str, State, Vec<Effect>)> {
         ),
         (
             O::UpdateAvailable,
+            "DownloadSize",
+            State::Downloading {
+                target: Target {
+                    size: 4000,
+                    ..t()
+                },
+                bytes: 0,
+            },
+            vec![F::NotifyStatus],
+        ),
+        (
+            O::UpdateAvailable,
             "DownloadComplete",
             State::Verifying { target: t() },
             vec![
@@ -116,6 +129,18 @@ fn table() -> Vec<(Operation, &'static str, State, Vec<Effect>)> {
             State::Downloading {
                 target: t(),
                 bytes: 750,
+            },
+            vec![F::NotifyStatus],
+        ),
+        (
+            O::Downloading,
+            "DownloadSize",
+            State::Downloading {
+                target: Target {
+                    size: 4000,
+                    ..t()
+                },
+                bytes: 500,
             },
             vec![F::NotifyStatus],
         ),
