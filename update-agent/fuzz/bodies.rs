@@ -4,9 +4,9 @@
 use std::io::Read;
 
 use update_agent::config::FlatcarConfig;
-use update_agent::install::sysext::{manifest, plan};
 use update_agent::config::flatcar::parse_key_values;
 use update_agent::config::settings::{Fragment, Settings};
+use update_agent::install::sysext::{manifest, plan};
 
 /// `update.conf` / `release` text (any bytes an admin or an image could
 /// hold): parsing and every value the agent reads never panic, and what

@@ -100,10 +100,7 @@ fn table() -> Vec<(Operation, &'static str, State, Vec<Effect>)> {
             O::UpdateAvailable,
             "DownloadSize",
             State::Downloading {
-                target: Target {
-                    size: 4000,
-                    ..t()
-                },
+                target: Target { size: 4000, ..t() },
                 bytes: 0,
             },
             vec![F::NotifyStatus],
@@ -136,10 +133,7 @@ fn table() -> Vec<(Operation, &'static str, State, Vec<Effect>)> {
             O::Downloading,
             "DownloadSize",
             State::Downloading {
-                target: Target {
-                    size: 4000,
-                    ..t()
-                },
+                target: Target { size: 4000, ..t() },
                 bytes: 500,
             },
             vec![F::NotifyStatus],
