@@ -133,6 +133,9 @@ pub struct ClientInfo {
     pub machine_alias: String,
     /// `app@board` (`FLATCAR_RELEASE_BOARD`, e.g. `amd64-usr`).
     pub board: String,
+    /// `app@delta_okay`: this node takes a delta package (update_engine
+    /// always sends `false`).
+    pub delta_okay: bool,
 }
 
 impl Default for ClientInfo {
@@ -150,6 +153,7 @@ impl Default for ClientInfo {
             machine_id: String::new(),
             machine_alias: String::new(),
             board: String::new(),
+            delta_okay: false,
         }
     }
 }
@@ -244,7 +248,13 @@ impl Request {
         attr(&mut out, "machinealias", &c.machine_alias);
         out.push_str(" lang=\"en-US\"");
         attr(&mut out, "board", &c.board);
-        out.push_str(" hardware_class=\"\" delta_okay=\"false\" >\n");
+        out.push_str(" hardware_class=\"\"");
+        attr(
+            &mut out,
+            "delta_okay",
+            if c.delta_okay { "true" } else { "false" },
+        );
+        out.push_str(" >\n");
 
         match &self.kind {
             RequestKind::UpdateCheck { event } => {

@@ -118,6 +118,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, RequestParseError> {
         machine_id: text(app, "machineid"),
         machine_alias: text(app, "machinealias"),
         board: text(app, "board"),
+        delta_okay: app.attr("delta_okay") == Some("true"),
         version,
     };
 

@@ -273,6 +273,15 @@ pub enum Event {
         /// Bytes of every image of the release.
         bytes: u64,
     },
+    /// A delta failed; the same attempt goes on with the full payload of
+    /// `full_size` bytes (progress starts over), and the server hears of
+    /// the failure.
+    DeltaFailed {
+        /// The delta's error.
+        code: EventErrorCode,
+        /// Bytes of the full payload.
+        full_size: u64,
+    },
     /// The last byte of the release arrived.
     DownloadComplete,
     /// Payload hash, signature and partition contents are verified.
@@ -299,6 +308,7 @@ impl Event {
             Self::UpdateFound { .. } => "UpdateFound",
             Self::DownloadProgress { .. } => "DownloadProgress",
             Self::DownloadSize { .. } => "DownloadSize",
+            Self::DeltaFailed { .. } => "DeltaFailed",
             Self::DownloadComplete => "DownloadComplete",
             Self::Verified => "Verified",
             Self::InstallComplete => "InstallComplete",
@@ -430,6 +440,7 @@ pub fn step(state: &State, event: Event) -> Result<Transition, TransitionError> 
     match event {
         Event::DownloadProgress { .. }
         | Event::DownloadSize { .. }
+        | Event::DeltaFailed { .. }
         | Event::DownloadComplete
         | Event::Verified
         | Event::InstallComplete => install_step(state, event),
@@ -515,6 +526,19 @@ fn install_step(state: &State, event: Event) -> Option<Transition> {
                 bytes: *bytes,
             },
             vec![F::NotifyStatus],
+        ),
+        (
+            S::UpdateAvailable { target } | S::Downloading { target, .. },
+            E::DeltaFailed { code, full_size },
+        ) => (
+            S::Downloading {
+                target: Target {
+                    size: full_size,
+                    ..target.clone()
+                },
+                bytes: 0,
+            },
+            vec![F::PostEvent(failure_event(code)), F::NotifyStatus],
         ),
         (S::UpdateAvailable { target } | S::Downloading { target, .. }, E::DownloadComplete) => (
             S::Verifying {

@@ -376,6 +376,13 @@ pub struct PartitionStorage {
 }
 
 impl PartitionStorage {
+    /// Opens `disk` read-only for the partition at `offset` of `len` bytes
+    /// (a delta's source: the booted slot, never written).
+    pub fn open_ro(disk: &Path, offset: u64, len: u64) -> io::Result<Self> {
+        let file = std::fs::File::open(disk)?;
+        Ok(Self { file, offset, len })
+    }
+
     /// Opens `disk` for writing the partition at `offset` of `len` bytes.
     pub fn open(disk: &Path, offset: u64, len: u64) -> io::Result<Self> {
         let file = std::fs::OpenOptions::new()

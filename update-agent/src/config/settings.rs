@@ -98,6 +98,8 @@ pub struct Settings {
     pub low_speed_limit: u64,
     /// … sustained for this long.
     pub low_speed_time: Duration,
+    /// Take delta packages (`delta-<running version>.gz`).
+    pub deltas: bool,
     /// Disk override.
     pub slot_device: Option<PathBuf>,
     /// The booted slot when `slot_device` is set.

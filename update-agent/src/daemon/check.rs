@@ -30,7 +30,8 @@ impl Daemon {
         } else {
             InstallSource::Scheduler
         };
-        let request = Request::update_check(identity.client_info(), source, previous.as_deref());
+        let request =
+            Request::update_check(self.client_info(&identity), source, previous.as_deref());
         // update_engine clears the pref once its event is built, so the
         // 3/2 (or rollback) event goes out once.
         if previous.as_deref() != Some("") {

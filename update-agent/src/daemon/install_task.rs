@@ -43,6 +43,7 @@ impl Daemon {
             credentials: config
                 .and_then(|c| c.download_credentials())
                 .map(|(u, p)| (u.to_string(), p.to_string())),
+            error_flags: self.flags,
         })
     }
 

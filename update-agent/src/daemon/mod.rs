@@ -361,7 +361,7 @@ impl Daemon {
             }
             Effect::PostPing => {
                 if let Some((client, identity)) = self.omaha() {
-                    let req = Request::ping(identity.client_info(), self.install_source());
+                    let req = Request::ping(self.client_info(&identity), self.install_source());
                     if let Err(e) = client.post(&req).await {
                         tracing::warn!("ping: {}", crate::error_chain(&e));
                     }
@@ -369,7 +369,8 @@ impl Daemon {
             }
             Effect::PostEvent(ev) => {
                 if let Some((client, identity)) = self.omaha() {
-                    let req = Request::event(identity.client_info(), self.install_source(), ev);
+                    let req =
+                        Request::event(self.client_info(&identity), self.install_source(), ev);
                     if let Err(e) = client.send_event(&req).await {
                         tracing::warn!("event: {}", crate::error_chain(&e));
                     }
@@ -408,6 +409,15 @@ impl Daemon {
                     tracing::info!("next update check in {:?}", next.delay);
                 }
             }
+        }
+    }
+
+    /// The request attributes: the node's identity, and whether this node
+    /// takes deltas (`download.deltas`).
+    fn client_info(&self, identity: &NodeIdentity) -> omaha::ClientInfo {
+        omaha::ClientInfo {
+            delta_okay: self.settings.deltas,
+            ..identity.client_info()
         }
     }
 

@@ -42,6 +42,10 @@ fn events() -> Vec<Event> {
         Event::UpdateFound { target: t() },
         Event::DownloadProgress { bytes: 750 },
         Event::DownloadSize { bytes: 4000 },
+        Event::DeltaFailed {
+            code: code(),
+            full_size: 9000,
+        },
         Event::DownloadComplete,
         Event::Verified,
         Event::InstallComplete,
@@ -107,6 +111,15 @@ fn table() -> Vec<(Operation, &'static str, State, Vec<Effect>)> {
         ),
         (
             O::UpdateAvailable,
+            "DeltaFailed",
+            State::Downloading {
+                target: Target { size: 9000, ..t() },
+                bytes: 0,
+            },
+            vec![F::PostEvent(failure_event(code())), F::NotifyStatus],
+        ),
+        (
+            O::UpdateAvailable,
             "DownloadComplete",
             State::Verifying { target: t() },
             vec![
@@ -137,6 +150,15 @@ fn table() -> Vec<(Operation, &'static str, State, Vec<Effect>)> {
                 bytes: 500,
             },
             vec![F::NotifyStatus],
+        ),
+        (
+            O::Downloading,
+            "DeltaFailed",
+            State::Downloading {
+                target: Target { size: 9000, ..t() },
+                bytes: 0,
+            },
+            vec![F::PostEvent(failure_event(code())), F::NotifyStatus],
         ),
         (
             O::Downloading,

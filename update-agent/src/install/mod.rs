@@ -35,6 +35,7 @@
 //! file's fsync/rename) and `commit` (6 and 7).
 
 mod commit;
+pub mod delta;
 mod error;
 pub mod image;
 mod kernel;
@@ -54,6 +55,7 @@ use crate::config::Root;
 use crate::config::settings::Settings;
 use crate::fsm::Event;
 use crate::slots::{self, SlotPlan};
+use delta::PayloadChoice;
 use sysext::manifest::Written;
 use sysext::plan::{ImageFacts, NodeFacts};
 use sysext::{OemDir, Placed, SysextError};
@@ -95,6 +97,8 @@ pub struct InstallJob {
     pub boot_id: String,
     /// `DOWNLOAD_USER`/`DOWNLOAD_PASSWORD`.
     pub credentials: Option<(String, String)>,
+    /// The flags of error events (a failed delta is reported from here).
+    pub error_flags: omaha::ErrorFlags,
 }
 
 /// Runs the pipeline. Blocking: call it from `spawn_blocking`; `net.rt`
@@ -118,8 +122,10 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
     let oem = OemDir(s.oem_dir.clone());
     let node = sysext::node_facts(&job.root, &oem)?;
     let files = Files::prepare(job, &plan, &oem)?;
+    let full = PayloadChoice::full(&job.info);
+    let first = first_choice(job, &full);
     let saved = stream::load_checkpoint(&files.checkpoint)
-        .filter(|c| c.is_for(job, &plan) && files.partial_kernel.exists());
+        .filter(|c| c.is_for(job, &plan, &first) && files.partial_kernel.exists());
     if saved.is_none() {
         files.discard();
     }
@@ -134,7 +140,7 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
         source: Box::new(source),
     })?;
     drop(disk);
-    let stream = stream::Stream {
+    let stream = |payload| stream::Stream {
         job,
         plan: &plan,
         keys: &keys,
@@ -144,19 +150,28 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
         partial_kernel: &files.partial_kernel,
         node: &node,
         oem: &oem,
+        payload,
     };
     // Any failure before the commit point leaves no checkpoint or partial
     // kernel behind (only a killed daemon does, to resume from).
-    let release = stream.apply(saved).and_then(|(report_, written)| {
+    let mut applied = stream(&first).apply(saved).map(|r| (r, &first));
+    if let Err(e) = &applied
+        && first.delta
+        && delta::falls_back(e)
+    {
+        fall_back_from_delta(job, &first, e, report);
+        files.discard();
+        applied = stream(&full).apply(None).map(|r| (r, &full));
+    }
+    let release = applied.and_then(|((report_, written), used)| {
         tracing::info!(
-            "payload verified: {} bytes, sha256 {}, signed by {}",
+            "payload verified: {} {} bytes, sha256 {}, signed by {}",
+            used.name,
             report_.payload_size,
             report_.payload_sha256,
             report_.payload_signed_by
         );
-        report(Event::DownloadProgress {
-            bytes: job.info.payload.size,
-        });
+        report(Event::DownloadProgress { bytes: used.size });
         let ctx = Finish {
             job,
             plan: &plan,
@@ -165,6 +180,7 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
             net,
             report,
             oem: &oem,
+            payload_size: used.size,
         };
         // The payload's own extension partitions, written or not: the new
         // image's defaults may need them.
@@ -194,6 +210,70 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
     );
     postinst::note_reboot_required(&job.root);
     Ok(plan)
+}
+
+/// The payload to stream first: `delta-<running>.gz` when the answer
+/// offers it and deltas are on (and it did not fail before for this
+/// version), else the full payload.
+fn first_choice(job: &InstallJob, full: &PayloadChoice) -> PayloadChoice {
+    let failed = job
+        .settings
+        .prefs(&job.root)
+        .get(delta::FAILED_DELTAS_PREF)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let s = &job.settings;
+    match delta::choose(&job.info, &job.running_version, s.deltas, &failed) {
+        Some(p) => {
+            let choice = PayloadChoice::delta(&job.info, p);
+            tracing::info!(
+                "taking {} ({} bytes) instead of the full payload ({} bytes)",
+                choice.name,
+                choice.size,
+                full.size
+            );
+            choice
+        }
+        None => full.clone(),
+    }
+}
+
+/// A delta failed: the same attempt goes on with the full payload, the
+/// delta is not tried again for this version, and the server hears of the
+/// failure (as update_engine's failed delta).
+fn fall_back_from_delta(
+    job: &InstallJob,
+    delta: &PayloadChoice,
+    e: &InstallError,
+    report: Reporter<'_>,
+) {
+    tracing::warn!(
+        "{} failed, going on with the full payload: {}",
+        delta.name,
+        crate::error_chain(e)
+    );
+    let prefs = job.settings.prefs(&job.root);
+    let mut failed = prefs
+        .get(delta::FAILED_DELTAS_PREF)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    failed.push_str(&delta::failed_entry(
+        &job.info.version,
+        &job.running_version,
+    ));
+    failed.push('\n');
+    if let Err(err) = prefs.set(delta::FAILED_DELTAS_PREF, &failed) {
+        tracing::warn!(
+            "cannot record the failed delta: {}",
+            crate::error_chain(&err)
+        );
+    }
+    report(Event::DeltaFailed {
+        code: omaha::EventErrorCode::new(e.error_code(), job.error_flags),
+        full_size: job.info.payload.size,
+    });
 }
 
 /// The install's own files: the download checkpoint in the state
@@ -257,6 +337,9 @@ struct Finish<'a> {
     net: &'a Net,
     report: Reporter<'a>,
     oem: &'a OemDir,
+    /// Bytes of the payload streamed (full or delta): the extension
+    /// images' progress goes on from here.
+    payload_size: u64,
 }
 
 impl Finish<'_> {
@@ -283,7 +366,7 @@ impl Finish<'_> {
         let extra: u64 = chosen.iter().map(|(_, p)| p.size).sum();
         if extra > 0 {
             (self.report)(Event::DownloadSize {
-                bytes: job.info.payload.size + extra,
+                bytes: self.payload_size + extra,
             });
         }
         let fetcher = sysext::Fetcher {
@@ -292,7 +375,7 @@ impl Finish<'_> {
             net: self.net,
             report: self.report,
             oem: self.oem.clone(),
-            done: Cell::new(job.info.payload.size),
+            done: Cell::new(self.payload_size),
         };
         let oem_id = wanted
             .iter()

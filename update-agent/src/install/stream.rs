@@ -12,7 +12,7 @@
 //! HTTP Range: it re-reads the signed metadata from byte 0 and the rest
 //! from the checkpoint.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use payload::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::delta::PayloadChoice;
 use super::sysext::OemDir;
 use super::sysext::manifest::{self, Written};
 use super::sysext::plan::{self, NodeFacts};
@@ -66,21 +67,31 @@ pub(super) struct SavedCheckpoint {
 }
 
 impl SavedCheckpoint {
-    fn new(job: &InstallJob, plan: &SlotPlan, checkpoint: Checkpoint) -> Self {
+    fn new(
+        job: &InstallJob,
+        plan: &SlotPlan,
+        payload: &PayloadChoice,
+        checkpoint: Checkpoint,
+    ) -> Self {
         Self {
             version: job.info.version.clone(),
-            sha256: hex::encode(job.info.postinstall.sha256),
-            size: job.info.payload.size,
+            sha256: hex::encode(payload.sha256),
+            size: payload.size,
             target: plan.target.label().to_string(),
             checkpoint,
         }
     }
 
-    /// Whether this checkpoint belongs to `job`'s payload and `plan`'s
-    /// target slot.
-    pub(super) fn is_for(&self, job: &InstallJob, plan: &SlotPlan) -> bool {
-        self.sha256 == hex::encode(job.info.postinstall.sha256)
-            && self.size == job.info.payload.size
+    /// Whether this checkpoint belongs to `payload` (the full one or a
+    /// delta) of `job`'s release and `plan`'s target slot.
+    pub(super) fn is_for(
+        &self,
+        job: &InstallJob,
+        plan: &SlotPlan,
+        payload: &PayloadChoice,
+    ) -> bool {
+        self.sha256 == hex::encode(payload.sha256)
+            && self.size == payload.size
             && self.version == job.info.version
             && self.target == plan.target.label()
     }
@@ -98,6 +109,9 @@ pub(super) struct Stream<'a> {
     /// What the node says of its extensions: which of the payload's own
     /// extension partitions are worth writing.
     pub(super) node: &'a NodeFacts,
+    /// The payload this attempt streams (full, or a delta against the
+    /// booted slot).
+    pub(super) payload: &'a PayloadChoice,
     pub(super) oem: &'a OemDir,
 }
 
@@ -108,7 +122,7 @@ impl Stream<'_> {
         &self,
         saved: Option<SavedCheckpoint>,
     ) -> Result<(ApplyReport, Vec<Written>), InstallError> {
-        let size = self.job.info.payload.size;
+        let size = self.payload.size;
         let fresh = saved.is_none();
         let mut slots = self.open_slots(fresh)?;
         let mut applier = Applier::new(self.keys)
@@ -169,20 +183,13 @@ impl Stream<'_> {
 
     /// `[start, end)` of the payload from the answer's URLs.
     fn download(&self, start: u64, end: u64) -> Result<ChannelReader, InstallError> {
-        let info = &self.job.info;
-        let urls = info
-            .payload_urls()
+        let p = self.payload;
+        let urls = p
+            .urls
             .iter()
             .filter_map(|u| reqwest::Url::parse(u).ok())
             .collect();
-        Ok(download(
-            self.net,
-            self.job,
-            urls,
-            info.payload.size,
-            start,
-            end,
-        ))
+        Ok(download(self.net, self.job, urls, p.size, start, end))
     }
 
     fn progress<R: Read>(&self, inner: R, pos: u64) -> Progress<'_, R> {
@@ -209,9 +216,27 @@ impl Stream<'_> {
                 source,
             })?;
         let mut slots = payload::Slots::new();
-        slots.insert("usr", payload::Slot::new(usr));
+        let mut uslot = payload::Slot::new(usr);
         let mut kslot = payload::Slot::new(kernel);
         kslot.truncate = true;
+        if self.payload.delta {
+            // The booted slot and kernel, read-only: the delta's source.
+            let (offset, len) = plan.booted_extent;
+            let source = PartitionStorage::open_ro(&plan.disk, offset, len).map_err(|source| {
+                InstallError::Target {
+                    disk: plan.disk.clone(),
+                    source,
+                }
+            })?;
+            uslot = uslot.with_source(source);
+            let booted_kernel = plan.booted_kernel();
+            let kernel = File::open(&booted_kernel).map_err(|source| InstallError::Kernel {
+                path: booted_kernel,
+                source,
+            })?;
+            kslot = kslot.with_source(kernel);
+        }
+        slots.insert("usr", uslot);
         slots.insert("kernel", kslot);
         Ok(slots)
     }
@@ -219,13 +244,15 @@ impl Stream<'_> {
     fn options(&self) -> ApplyOptions {
         let info = &self.job.info;
         ApplyOptions {
-            expected_size: Some(info.payload.size),
-            expected_sha256: Some(info.postinstall.sha256),
+            expected_size: Some(self.payload.size),
+            expected_sha256: Some(self.payload.sha256),
             expect: Expectations {
                 version: Some(info.version.clone()),
                 board: Some(self.job.board.clone()).filter(|b| !b.is_empty()),
-                // Bound after the apply through the image's release file.
-                v1_unbound: true,
+                // A full v1 payload is bound after the apply through the
+                // image's release file; a delta must carry signed release
+                // info naming the announced release.
+                v1_unbound: !self.payload.delta,
                 ..Expectations::default()
             },
             in_flight: Some(APPLY_IN_FLIGHT),
@@ -236,14 +263,14 @@ impl Stream<'_> {
     /// Saves checkpoints, at most once a second.
     fn checkpointer(&self) -> impl FnMut(&Checkpoint) + Send + 'static {
         let path = self.checkpoint.to_path_buf();
-        let (job, plan) = (self.job.clone(), self.plan.clone());
+        let (job, plan, payload) = (self.job.clone(), self.plan.clone(), self.payload.clone());
         let mut last_save: Option<Instant> = None;
         move |cp: &Checkpoint| {
             if last_save.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
                 return;
             }
             last_save = Some(Instant::now());
-            let saved = SavedCheckpoint::new(&job, &plan, cp.clone());
+            let saved = SavedCheckpoint::new(&job, &plan, &payload, cp.clone());
             let written = serde_json::to_vec(&saved)
                 .map_err(io::Error::other)
                 .and_then(|json| crate::write_atomic(&path, &json, 0o600));

@@ -135,6 +135,9 @@ fragment!(
         low_speed_time: Dur,
         /// …for this long (update_engine: 10 B/s for 90 s).
         low_speed_time_secs: u64,
+        /// Take a `delta-<running version>.gz` package when the answer
+        /// offers one (default true); the full payload is the fallback.
+        deltas: bool,
     }
 );
 

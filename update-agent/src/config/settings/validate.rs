@@ -50,6 +50,7 @@ pub(super) fn settings(f: Fragment) -> Result<Settings, SettingsError> {
             Duration::from_secs(20),
         )?,
         low_speed_limit: dl.low_speed_limit.unwrap_or(10),
+        deltas: dl.deltas.unwrap_or(true),
         low_speed_time: timeout(
             "download.low_speed_time_secs",
             dl.low_speed_time,
