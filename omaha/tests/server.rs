@@ -398,6 +398,8 @@ fn request() -> impl Strategy<Value = Request> {
                 (boot, oem, oem_version, aleph_version, machine_id, machine_alias, board),
             )| {
                 ClientInfo {
+                    // Both values, without another strategy in the tuple.
+                    delta_okay: machine_id.len() % 2 == 0,
                     updater_version,
                     app_id,
                     version,
