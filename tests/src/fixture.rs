@@ -111,6 +111,50 @@ pub fn payload_v1(usr: &[u8], kernel: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A v2 payload of `[usr, kernel]` (each new image with its old one for a
+/// delta), bound to `version` and `board`, signed with `key`.
+pub fn signed_v2(
+    key: &SigningKey,
+    version: &str,
+    board: &str,
+    [usr, kernel]: [(&[u8], Option<&[u8]>); 2],
+) -> Vec<u8> {
+    let opts = GenOptions {
+        release: Some(ReleaseInfo {
+            version: Some(version.into()),
+            board: Some(board.into()),
+            ..Default::default()
+        }),
+        ..GenOptions::default()
+    };
+    let parts = [
+        PartitionInput {
+            name: "usr".into(),
+            new: usr.0,
+            old: usr.1,
+        },
+        PartitionInput {
+            name: "kernel".into(),
+            new: kernel.0,
+            old: kernel.1,
+        },
+    ];
+    let unsigned = payload::generate::generate(&parts, &opts).expect("generate");
+    let mut out = Vec::new();
+    unsigned
+        .write_with_keys(std::slice::from_ref(key), &mut out)
+        .expect("sign");
+    out
+}
+
+/// The running slot's image and kernel as [`Node::new`] writes them.
+pub fn running_images() -> (Vec<u8>, Vec<u8>) {
+    (
+        image_bytes(1, (USR_MIB << 20) as usize),
+        format!("kernel of {RUNNING}\n").into_bytes(),
+    )
+}
+
 /// A Flatcar extension package (`oem-<ID>.gz`, `flatcar-<NAME>.gz`): a
 /// CrAU v1 full payload of one image, signed with [`test_rsa_key`].
 pub fn sysext_payload_v1(image: &[u8]) -> Vec<u8> {
@@ -239,10 +283,11 @@ request_timeout_secs = 10
             disk,
             key,
         };
-        node.write_slot(Slot::A, &image_bytes(1, (USR_MIB << 20) as usize));
+        let (usr, kernel) = running_images();
+        node.write_slot(Slot::A, &usr);
         let kdir = node.path("/boot/flatcar");
         std::fs::create_dir_all(&kdir).unwrap();
-        std::fs::write(kdir.join("vmlinuz-a"), "kernel of 3510.2.0\n").unwrap();
+        std::fs::write(kdir.join("vmlinuz-a"), kernel).unwrap();
         node
     }
 
@@ -305,32 +350,7 @@ request_timeout_secs = 10
         usr: &[u8],
         kernel: &[u8],
     ) -> Vec<u8> {
-        let opts = GenOptions {
-            release: Some(ReleaseInfo {
-                version: Some(version.into()),
-                board: Some(board.into()),
-                ..Default::default()
-            }),
-            ..GenOptions::default()
-        };
-        let parts = [
-            PartitionInput {
-                name: "usr".into(),
-                new: usr,
-                old: None,
-            },
-            PartitionInput {
-                name: "kernel".into(),
-                new: kernel,
-                old: None,
-            },
-        ];
-        let unsigned = payload::generate::generate(&parts, &opts).expect("generate");
-        let mut out = Vec::new();
-        unsigned
-            .write_with_keys(std::slice::from_ref(key), &mut out)
-            .expect("sign");
-        out
+        signed_v2(key, version, board, [(usr, None), (kernel, None)])
     }
 
     /// A payload signed with the node's trusted key.

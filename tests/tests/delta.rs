@@ -4,11 +4,9 @@
 //! failure goes on with the full payload in the same attempt.
 
 use cgpt::Slot;
-use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, RUNNING, USR_MIB};
+use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, RUNNING};
 use e2e::{OmahaServer, Reply, UpdateSpec, omaha_log};
 use payload::SigningKey;
-use payload::generate::{GenOptions, PartitionInput};
-use payload::proto::ReleaseInfo;
 use update_agent::config::Root;
 use update_agent::daemon::{Daemon, Outcome};
 
@@ -17,17 +15,9 @@ const DELTA: &str = "delta-3510.2.0.gz";
 /// The TestOmahaUrl flag.
 const TEST_URL: u32 = 0x1000_0000;
 
-/// The running slot's image and kernel as `Node::new` writes them.
-fn running() -> (Vec<u8>, Vec<u8>) {
-    (
-        fixture::image_bytes(1, (USR_MIB << 20) as usize),
-        b"kernel of 3510.2.0\n".to_vec(),
-    )
-}
-
 /// The new release: 5 % of the running image's blocks changed.
 fn new_release() -> (Vec<u8>, Vec<u8>) {
-    let (mut usr, _) = running();
+    let (mut usr, _) = fixture::running_images();
     for (i, block) in usr.chunks_mut(4096).enumerate() {
         if i % 20 == 7 {
             block.copy_from_slice(&fixture::image_bytes(1000 + i as u64, 4096));
@@ -39,32 +29,11 @@ fn new_release() -> (Vec<u8>, Vec<u8>) {
 /// A v2 payload of the new release, a delta from `old` when given.
 fn payload(old: Option<(&[u8], &[u8])>, key: &SigningKey) -> Vec<u8> {
     let (usr, kernel) = new_release();
-    let parts = [
-        PartitionInput {
-            name: "usr".into(),
-            new: &usr,
-            old: old.map(|o| o.0),
-        },
-        PartitionInput {
-            name: "kernel".into(),
-            new: &kernel,
-            old: old.map(|o| o.1),
-        },
+    let images = [
+        (&usr[..], old.map(|o| o.0)),
+        (&kernel[..], old.map(|o| o.1)),
     ];
-    let opts = GenOptions {
-        release: Some(ReleaseInfo {
-            version: Some(NEW.into()),
-            board: Some(BOARD.into()),
-            ..Default::default()
-        }),
-        ..GenOptions::default()
-    };
-    let unsigned = payload::generate::generate(&parts, &opts).expect("generate");
-    let mut out = Vec::new();
-    unsigned
-        .write_with_keys(std::slice::from_ref(key), &mut out)
-        .expect("sign");
-    out
+    fixture::signed_v2(key, NEW, BOARD, images)
 }
 
 struct Release {
@@ -75,7 +44,7 @@ struct Release {
 fn release() -> &'static Release {
     static R: std::sync::OnceLock<Release> = std::sync::OnceLock::new();
     R.get_or_init(|| {
-        let (usr, kernel) = running();
+        let (usr, kernel) = fixture::running_images();
         Release {
             full: payload(None, fixture::test_key()),
             delta: payload(Some((&usr, &kernel)), fixture::test_key()),
@@ -149,7 +118,7 @@ async fn only_the_delta_is_downloaded() {
 async fn a_modified_booted_slot_falls_back_to_the_full_payload() {
     let server = OmahaServer::start().await;
     let node = Node::new(&server.update_url());
-    let (mut usr, _) = running();
+    let (mut usr, _) = fixture::running_images();
     usr[4096 * 40] ^= 0xff;
     node.write_slot(Slot::A, &usr);
     let r = release();
@@ -195,7 +164,7 @@ async fn another_versions_delta_or_deltas_off_use_the_full_payload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_deltas_fall_back_to_the_full_payload() {
     let r = release();
-    let (usr, kernel) = running();
+    let (usr, kernel) = fixture::running_images();
     let stranger = SigningKey::generate_ed25519();
     let foreign = payload(Some((&usr, &kernel)), &stranger);
     type Case<'a> = (&'a str, Box<dyn Fn(&OmahaServer) -> UpdateSpec + 'a>);

@@ -44,7 +44,15 @@ async fn resumes_after_restart() {
     let usr = fixture::image_bytes(3, (USR_MIB << 20) as usize);
     let kernel = b"kernel of 3600.0.0\n".repeat(500);
     let payload = node.payload("3600.0.0", BOARD, &usr, &kernel);
-    resume_case(server, node, usr, kernel, payload).await;
+    let spec = full_offer(&server, &payload);
+    resume_case(
+        server,
+        node,
+        (usr, kernel),
+        spec,
+        (PAYLOAD_NAME, payload.len()),
+    )
+    .await;
 }
 
 /// The same with a stock Flatcar (CrAU v1) payload of a real file system.
@@ -55,23 +63,60 @@ async fn resumes_a_v1_payload_after_restart() {
     let usr = fixture::usr_fs_image("3600.0.0", BOARD, (USR_MIB << 20) as usize, 3, 4 << 20);
     let kernel = b"kernel of 3600.0.0\n".repeat(500);
     let payload = fixture::payload_v1(&usr, &kernel);
-    resume_case(server, node, usr, kernel, payload).await;
+    let spec = full_offer(&server, &payload);
+    resume_case(
+        server,
+        node,
+        (usr, kernel),
+        spec,
+        (PAYLOAD_NAME, payload.len()),
+    )
+    .await;
 }
 
-/// Kill mid-download, restart, check the resumed result.
+/// The same with a delta against the booted slot (the full payload is
+/// offered too and never fetched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_a_delta_after_restart() {
+    let server = OmahaServer::start().await;
+    let node = Node::new(&server.update_url());
+    let (old_usr, old_kernel) = fixture::running_images();
+    let mut usr = old_usr.clone();
+    for (i, block) in usr.chunks_mut(4096).enumerate().filter(|(i, _)| i % 8 == 3) {
+        block.copy_from_slice(&fixture::image_bytes(500 + i as u64, 4096));
+    }
+    let kernel = b"kernel of 3600.0.0\n".repeat(500);
+    let full = node.payload("3600.0.0", BOARD, &usr, &kernel);
+    let images = [
+        (&usr[..], Some(&old_usr[..])),
+        (&kernel[..], Some(&old_kernel[..])),
+    ];
+    let delta = fixture::signed_v2(&node.key, "3600.0.0", BOARD, images);
+    let name = "delta-3510.2.0.gz";
+    server.serve_file(name, delta.clone());
+    let spec = full_offer(&server, &full).with_package(name, &delta);
+    resume_case(server, node, (usr, kernel), spec, (name, delta.len())).await;
+}
+
+/// Serves `payload` and offers it.
+fn full_offer(server: &OmahaServer, payload: &[u8]) -> UpdateSpec {
+    server.serve_file(PAYLOAD_NAME, payload.to_vec());
+    UpdateSpec::for_payload("3600.0.0", &server.files_url(), PAYLOAD_NAME, payload)
+}
+
+/// Kill mid-download of `file` (`len` bytes), restart, check the resumed
+/// result (`usr`, `kernel`).
 async fn resume_case(
     server: OmahaServer,
     node: Node,
-    usr: Vec<u8>,
-    kernel: Vec<u8>,
-    payload: Vec<u8>,
+    (usr, kernel): (Vec<u8>, Vec<u8>),
+    spec: UpdateSpec,
+    (file, len): (&str, usize),
 ) {
-    server.serve_file(PAYLOAD_NAME, payload.clone());
-    let spec = UpdateSpec::for_payload("3600.0.0", &server.files_url(), PAYLOAD_NAME, &payload);
     server.push(Reply::Update(spec.clone()));
     server.push(Reply::Update(spec));
-    let stall_at = payload.len() as u64 * 3 / 4;
-    server.stall_file_after(PAYLOAD_NAME, stall_at);
+    let stall_at = len as u64 * 3 / 4;
+    server.stall_file_after(file, stall_at);
     let a = node.slot_hash(Slot::A);
 
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -87,7 +132,7 @@ async fn resume_case(
     }
     // Let the transfer reach the stall (the server says when), then kill
     // the daemon.
-    while server.stalled_responses(PAYLOAD_NAME) == 0 {
+    while server.stalled_responses(file) == 0 {
         let gets: Vec<_> = server
             .requests()
             .iter()
@@ -117,7 +162,7 @@ async fn resume_case(
     assert_eq!(node.cgpt_pts(Slot::B), (0, 0, 0));
     assert_eq!(node.slot_hash(Slot::A), a);
 
-    server.unstall_file(PAYLOAD_NAME);
+    server.unstall_file(file);
     let gets_before = server.gets().len();
     let mut daemon = Daemon::new(Root::new(node.root()), None).unwrap();
     let outcome = daemon.run_once().await;
@@ -141,7 +186,12 @@ async fn resume_case(
         ranges.iter().any(|r| r.starts_with("bytes=0-")),
         "{ranges:?}"
     );
-    let rest = format!("bytes={resume_at}-{}", payload.len() - 1);
+    let rest = format!("bytes={resume_at}-{}", len - 1);
+    let path = format!("/files/{file}");
+    assert!(
+        gets.iter().all(|r| r.path == path),
+        "only {file} was fetched"
+    );
     assert!(ranges.contains(&rest.as_str()), "{ranges:?} lacks {rest}");
     assert_eq!(node.read_slot(Slot::B), usr);
     assert_eq!(
