@@ -25,6 +25,7 @@ use update_agent::fsm::Operation;
 use update_agent::health::{self, Outcome};
 
 const NEW: &str = "3600.0.0";
+const DELTA: &str = "delta-3510.2.0.gz";
 
 fn main() -> Result<()> {
     let fail_health = match std::env::args().nth(1).as_deref() {
@@ -85,8 +86,9 @@ async fn demo(fail_health: bool) -> Result<()> {
     table(&node)?;
 
     let with_extensions = e2e::dbus_bus::is_root();
-    let (usr, kernel) = publish(&server, &node, with_extensions);
+    let (usr, kernel, sizes) = publish(&server, &node, with_extensions);
     install(&server, &node, &usr, &kernel).await?;
+    show_savings(&server, sizes)?;
     if with_extensions {
         show_extensions(&server, &node)?;
     }
@@ -106,7 +108,13 @@ const EXTENSIONS: [(&str, u64); 4] = [
 ];
 
 /// Step 2: the release side.
-fn publish(server: &OmahaServer, node: &Node, with_extensions: bool) -> (Vec<u8>, Vec<u8>) {
+/// Returns the new USR image and kernel, and the sizes of the delta and
+/// the full payload.
+fn publish(
+    server: &OmahaServer,
+    node: &Node,
+    with_extensions: bool,
+) -> (Vec<u8>, Vec<u8>, (usize, usize)) {
     step(
         2,
         &format!(
@@ -114,32 +122,28 @@ fn publish(server: &OmahaServer, node: &Node, with_extensions: bool) -> (Vec<u8>
             server.addr()
         ),
     );
-    let len = (USR_MIB << 20) as usize;
-    let usr = if with_extensions {
-        // A real file system that lists the `azure` OEM and enables the
-        // `podman` extension by default, as Flatcar's images do.
-        fixture::usr_fs_image_with(
-            NEW,
-            BOARD,
-            len,
-            42,
-            1 << 20,
-            &[
-                ("share/flatcar/oems/azure", "azure\n"),
-                ("share/flatcar/enabled-sysext.conf", "podman\n"),
-            ],
-        )
-    } else {
-        fixture::image_bytes(42, len)
-    };
-    let kernel = format!("kernel of {NEW}\n").repeat(4096).into_bytes();
+    let (old_usr, old_kernel) = images(RUNNING, with_extensions);
+    // The demo's USR-A holds the running release the new one was built from.
+    node.write_slot(Slot::A, &old_usr);
+    let (usr, kernel) = images(NEW, with_extensions);
     let payload = node.payload(NEW, BOARD, &usr, &kernel);
+    let parts = [
+        (&usr[..], Some(&old_usr[..])),
+        (&kernel[..], Some(&old_kernel[..])),
+    ];
+    let delta = fixture::signed_v2(&node.key, NEW, BOARD, parts);
     say(&format!(
-        "payload: {} bytes for a {USR_MIB} MiB USR image and a kernel",
+        "full payload: {} bytes for a {USR_MIB} MiB USR image and a kernel",
         payload.len()
     ));
+    say(&format!(
+        "delta from {RUNNING}: {} bytes, offered as {DELTA} next to it",
+        delta.len()
+    ));
     server.serve_file(PAYLOAD_NAME, payload.clone());
-    let mut spec = UpdateSpec::for_payload(NEW, &server.files_url(), PAYLOAD_NAME, &payload);
+    server.serve_file(DELTA, delta.clone());
+    let mut spec = UpdateSpec::for_payload(NEW, &server.files_url(), PAYLOAD_NAME, &payload)
+        .with_package(DELTA, &delta);
     if with_extensions {
         let oem = node.path("/usr/share/oem/oem-release");
         let _ = std::fs::create_dir_all(oem.parent().unwrap_or(node.root()));
@@ -155,7 +159,59 @@ fn publish(server: &OmahaServer, node: &Node, with_extensions: bool) -> (Vec<u8>
         say("(run as root to see the extension images too: the new image is loop-mounted)");
     }
     server.push(Reply::Update(spec));
-    (usr, kernel)
+    (usr, kernel, (delta.len(), payload.len()))
+}
+
+/// A release's USR image and kernel: a real file system listing the
+/// `azure` OEM and enabling `podman` by default when `fs` (as Flatcar's
+/// images do; reading it needs a loop mount), else raw bytes; releases
+/// share most blocks, as consecutive OS releases do.
+fn images(version: &str, fs: bool) -> (Vec<u8>, Vec<u8>) {
+    let len = (USR_MIB << 20) as usize;
+    let seed: u64 = version.bytes().map(u64::from).sum();
+    let usr = if fs {
+        // What changed between the releases: one new 256 KiB file.
+        let changed: String = fixture::image_bytes(seed, 128 << 10)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        fixture::usr_fs_image_with(
+            version,
+            BOARD,
+            len,
+            42,
+            4 << 20,
+            &[
+                ("share/flatcar/oems/azure", "azure\n"),
+                ("share/flatcar/enabled-sysext.conf", "podman\n"),
+                ("lib/changed-in-this-release", &changed),
+            ],
+        )
+    } else {
+        let mut usr = fixture::image_bytes(42, len);
+        for block in usr.chunks_mut(4096).skip(seed as usize % 16).step_by(16) {
+            block.copy_from_slice(&fixture::image_bytes(seed, 4096));
+        }
+        usr
+    };
+    (
+        usr,
+        format!("kernel of {version}\n").repeat(4096).into_bytes(),
+    )
+}
+
+/// After step 3: what went over the wire.
+fn show_savings(server: &OmahaServer, (delta, full): (usize, usize)) -> Result<()> {
+    let fetched = |name: &str| server.gets().iter().any(|r| r.path.ends_with(name));
+    if !fetched(DELTA) || fetched(PAYLOAD_NAME) {
+        bail!("expected the delta alone to be downloaded");
+    }
+    let saved = 100.0 * (1.0 - delta as f64 / full as f64);
+    say(&format!(
+        "downloaded the {delta}-byte delta instead of the {full}-byte full payload: {saved:.0}% fewer bytes"
+    ));
+    say("(the booted USR-A and vmlinuz-a were its read-only source; USR-A is unchanged)");
+    Ok(())
 }
 
 /// After step 3: the extension images next to USR.
