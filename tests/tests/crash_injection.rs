@@ -243,6 +243,18 @@ fn step_points(rel: &'static Release) -> Vec<Point> {
             "payload verified (2)",
             Trigger::Log("payload verified"),
         ),
+        // Right after every image verified: the kernel rename and the
+        // commit are next (the extension phase, if any, lies before).
+        Point::new(
+            rel,
+            "release verified",
+            Trigger::Log(update_agent::install::RELEASE_VERIFIED_LOG),
+        ),
+        Point::new(
+            rel,
+            "release verified (2)",
+            Trigger::Log(update_agent::install::RELEASE_VERIFIED_LOG),
+        ),
         Point::new(rel, "kernel renamed", Trigger::Exists(KERNEL_B)),
         Point::new(rel, "GPT commit", Trigger::Committed),
         Point::new(rel, "GPT commit (2)", Trigger::Committed),
