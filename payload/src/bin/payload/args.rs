@@ -27,6 +27,9 @@ pub(crate) enum Cmd {
     Keygen(KeygenArgs),
     /// Build a payload from images (full, or delta with --source).
     Generate(GenerateArgs),
+    /// A release for an Omaha server: the full payload and a delta from
+    /// each earlier release, and the `<package>` lines to paste.
+    Release(ReleaseArgs),
     /// (Re-)sign a payload with local keys.
     Sign(SignArgs),
     /// HSM step 1: print the digests to sign for the given signature sizes.
@@ -47,6 +50,36 @@ pub(crate) struct KeygenArgs {
     #[arg(long, value_enum, default_value = "ed25519")]
     pub(crate) r#type: KeyType,
     pub(crate) out: PathBuf,
+}
+
+// Arguments of `payload release`.
+#[derive(Args, Debug)]
+pub(crate) struct ReleaseArgs {
+    /// New USR image.
+    #[arg(long)]
+    pub(crate) target: PathBuf,
+    /// New kernel image.
+    #[arg(long)]
+    pub(crate) kernel: Option<PathBuf>,
+    /// An earlier release to make a delta from, VERSION=USR[,KERNEL]
+    /// (repeatable): written as `delta-VERSION.gz`.
+    #[arg(long = "from", value_parser = parse_from)]
+    pub(crate) from: Vec<(String, PathBuf, Option<PathBuf>)>,
+    /// Directory to write the payloads to.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// The full payload's file name.
+    #[arg(long, default_value = "flatcar_production_update.gz")]
+    pub(crate) name: String,
+    /// Signing key (repeatable; at least one).
+    #[arg(long = "key", required = true)]
+    pub(crate) keys: Vec<PathBuf>,
+    #[arg(long)]
+    pub(crate) version: String,
+    #[arg(long)]
+    pub(crate) app_id: Option<String>,
+    #[arg(long)]
+    pub(crate) board: Option<String>,
 }
 
 // Arguments of `payload generate`.
@@ -193,6 +226,19 @@ pub(crate) struct ApplyArgs {
 }
 
 /// `NAME=PATH`, for repeatable image and partition arguments.
+/// `VERSION=USR[,KERNEL]` of `payload release --from`.
+fn parse_from(s: &str) -> Result<(String, PathBuf, Option<PathBuf>), String> {
+    let (version, paths) = s.split_once('=').ok_or("expected VERSION=USR[,KERNEL]")?;
+    if version.is_empty() || version.contains('/') {
+        return Err(format!("{version:?} is not a version"));
+    }
+    let (usr, kernel) = match paths.split_once(',') {
+        Some((u, k)) => (u, Some(PathBuf::from(k))),
+        None => (paths, None),
+    };
+    Ok((version.to_string(), PathBuf::from(usr), kernel))
+}
+
 fn parse_kv(s: &str) -> Result<(String, PathBuf), String> {
     let (k, v) = s.split_once('=').ok_or("expected NAME=PATH")?;
     Ok((k.to_string(), PathBuf::from(v)))

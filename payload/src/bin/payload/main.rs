@@ -7,6 +7,7 @@
 mod apply;
 mod args;
 mod commands;
+mod release;
 mod summary;
 
 use anyhow::{Context, Result};
@@ -38,6 +39,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Keygen(a) => commands::keygen(a),
         Cmd::Generate(a) => commands::generate(a),
+        Cmd::Release(a) => release::release(a),
         Cmd::Sign(a) => commands::sign(a),
         Cmd::Hash(a) => commands::hash(a),
         Cmd::InsertSignature(a) => commands::insert_signature(a),
