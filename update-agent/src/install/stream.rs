@@ -184,12 +184,7 @@ impl Stream<'_> {
     /// `[start, end)` of the payload from the answer's URLs.
     fn download(&self, start: u64, end: u64) -> Result<ChannelReader, InstallError> {
         let p = self.payload;
-        let urls = p
-            .urls
-            .iter()
-            .filter_map(|u| reqwest::Url::parse(u).ok())
-            .collect();
-        Ok(download(self.net, self.job, urls, p.size, start, end))
+        Ok(download(self.net, self.job, &p.urls, p.size, start, end))
     }
 
     fn progress<R: Read>(&self, inner: R, pos: u64) -> Progress<'_, R> {
@@ -286,14 +281,18 @@ impl Stream<'_> {
 pub(super) fn download(
     net: &Net,
     job: &InstallJob,
-    urls: Vec<reqwest::Url>,
+    urls: &[String],
     size: u64,
     start: u64,
     end: u64,
 ) -> ChannelReader {
     let source = Arc::new(Source {
         client: net.client.clone(),
-        urls,
+        // The answer's URLs were checked when it was parsed.
+        urls: urls
+            .iter()
+            .filter_map(|u| reqwest::Url::parse(u).ok())
+            .collect(),
         credentials: job.credentials.clone(),
         size,
     });

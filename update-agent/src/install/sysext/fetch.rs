@@ -151,12 +151,8 @@ impl Fetcher<'_> {
     /// Streams the package into `file` through the applier.
     fn apply(&self, package: &Package, file: File) -> Result<(), InstallError> {
         let info = &self.job.info;
-        let urls = info
-            .package_urls(package)
-            .iter()
-            .filter_map(|u| reqwest::Url::parse(u).ok())
-            .collect();
-        let body = stream::download(self.net, self.job, urls, package.size, 0, package.size);
+        let urls = info.package_urls(package);
+        let body = stream::download(self.net, self.job, &urls, package.size, 0, package.size);
         let progress = Progress::new(body, self.done.get(), self.report);
         let mut slot = payload::Slot::new(file);
         slot.truncate = true;
@@ -177,15 +173,14 @@ impl Fetcher<'_> {
             },
             ..ApplyOptions::default()
         };
-        let done = &self.done;
-        let report = self.report;
-        let base = done.get();
         let result = Applier::new(self.keys)
             .options(opts)
             .apply(progress, &mut slots)
             .map_err(stream::payload_error);
-        done.set(base + package.size);
-        report(Event::DownloadProgress { bytes: done.get() });
+        self.done.set(self.done.get() + package.size);
+        (self.report)(Event::DownloadProgress {
+            bytes: self.done.get(),
+        });
         result.map(|_| ())
     }
 }
