@@ -41,7 +41,8 @@ status() {
 	update_engine_client -deny_list 2>&1 | sed 's/^/VMTEST deny-list /'
 }
 status
-locksmithctl status 2>&1 | sed 's/^/VMTEST locksmithctl /'
+agent=$(systemctl show -p MainPID --value update-engine.service)
+grep -E ' /boot | /etc/flatcar ' "/proc/$agent/mountinfo" | sed 's/^/VMTEST agent-mount /'
 say "booted-slot=$(busctl get-property com.coreos.update1 /com/coreos/update1 org.ab_update_engine.Agent1 BootedSlot 2>&1)"
 cgpt show -i 3 /dev/vda | sed 's/^/VMTEST cgpt /'
 cgpt show -i 4 /dev/vda | sed 's/^/VMTEST cgpt /'

@@ -1,0 +1,111 @@
+# The scenarios: each starts from a copy of the built disk (USR-A holds
+# $V_A, USR-B is empty), boots as often as the story needs and checks, per
+# boot, which slot the GRUB rule chose, how the boot ended and what the guest
+# reported (VMTEST lines), and the GPT after it. Sourced by run.sh.
+# shellcheck shell=bash
+
+SC_NAME="" SC_DISK="" SC_N=0 SC_LOGS=() SC_FAIL=""
+
+fail() {
+	SC_FAIL+="    $*"$'\n'
+}
+
+# vmtest LINE-PATTERN: the current boot's guest reported a matching line.
+# (The serial console ends lines with CR LF; grep -c reads to the end, so
+# pipefail never sees tr killed by SIGPIPE.)
+seen() { [ "$(tr -d '\r' <"$BOOT_LOG" | grep -a -c -E -- "VMTEST $1")" != 0 ]; }
+expect() { seen "$1" || fail "boot $SC_N: expected a guest line /VMTEST $1/"; }
+expect_not() { ! seen "$1" || fail "boot $SC_N: unexpected guest line /VMTEST $1/"; }
+expect_boot() { # LABEL END
+	[ "$BOOT_LABEL" = "$1" ] || fail "boot $SC_N: booted ${BOOT_LABEL:-nothing}, expected $1"
+	[ "$BOOT_END" = "$2" ] || fail "boot $SC_N: ended by $BOOT_END, expected $2"
+}
+expect_slot() { # LABEL P T S
+	local i=3
+	[ "$1" = USR-B ] && i=4
+	local got
+	got="$(cgpt_field "$SC_DISK" $i P) $(cgpt_field "$SC_DISK" $i T) $(cgpt_field "$SC_DISK" $i S)"
+	[ "$got" = "$2 $3 $4" ] || fail "after boot $SC_N: $1 has P T S = $got, expected $2 $3 $4"
+}
+# A verified boot: the initrd opened /usr through dm-verity and the guest
+# saw the release and the slot the bootloader chose.
+expect_verified() { # VERSION
+	expect "boot dm=dm-0 usr_part=vda[34] partlabel=$BOOT_LABEL\$"
+	expect "boot version=$1\$"
+	expect "boot verity=usr 0 [0-9]+ verity V"
+	expect "booted-slot=s \"$BOOT_LABEL\""
+}
+# The status update_engine_client printed at the end of the boot.
+expect_status() { expect "client-status CURRENT_OP=$1\$"; }
+
+boot() { # CMDLINE_EXTRA [KILL_PATTERN]
+	SC_N=$((SC_N + 1))
+	BOOT_LOG=$WORK/logs/$SC_NAME-$SC_N.log
+	SC_LOGS+=("$BOOT_LOG")
+	boot_once "$SC_DISK" "$IMG/data.img" "$BOOT_LOG" "$1" "${2:-}" || true
+	printf '  boot %d: %-6s %-9s %3d s  [%s]\n' "$SC_N" "${BOOT_LABEL:-none}" "$BOOT_END" \
+		"${BOOT_SECS:-0}" "$1"
+	slot_table "$SC_DISK" | sed 's/^/        /'
+}
+
+# On failure: each boot's slot table is above; here the guest's lines of
+# our units and the driver, per boot.
+dump_logs() {
+	local l
+	for l in "${SC_LOGS[@]}"; do
+		echo "  --- $l"
+		cat "$l.boot" 2>/dev/null | sed 's/^/  /'
+		grep -a -E 'update-agent|update_engine|update-engine|update-coordinator|health|vm-omaha|VMTEST|initrd:|Kernel panic|verity' "$l" |
+			grep -a -v 'VMTEST watch' | sed 's/^/  | /' | tail -n 150
+	done
+}
+
+run_scenario() { # NAME
+	SC_NAME=$1 SC_N=0 SC_LOGS=() SC_FAIL=""
+	SC_DISK=$WORK/run-$SC_NAME.img
+	mkdir -p "$WORK/logs"
+	rm -f "$WORK/logs/$SC_NAME"-*
+	cp --sparse=always "$IMG/disk.img" "$SC_DISK"
+	echo
+	echo "vm: scenario $SC_NAME"
+	"sc_$SC_NAME"
+	if [ -n "$SC_FAIL" ]; then
+		echo "vm: scenario $SC_NAME FAILED:"
+		printf '%s' "$SC_FAIL"
+		dump_logs
+		return 1
+	fi
+	rm -f "$SC_DISK"
+}
+
+# A staged update of VERSION from A: downloaded, verified, committed; the
+# coordinator reboots through logind.
+install_from_a() { # VERSION [KILL]
+	boot "vmtest.offer=$1" "${2:-}"
+	expect_boot USR-A reboot
+	expect_verified "$V_A"
+	expect "update rc=0"
+	expect "watch .*current_operation: UPDATE_STATUS_DOWNLOADING"
+	expect "watch .*current_operation: UPDATE_STATUS_UPDATED_NEED_REBOOT"
+	# (-update's own status lines: the coordinator may reboot before the
+	# driver asks again.)
+	expect "client-update CURRENT_OP=UPDATE_STATUS_UPDATED_NEED_REBOOT\$"
+	expect "client-update NEW_VERSION=$1\$"
+	expect_slot USR-A 1 0 1
+	expect_slot USR-B 2 1 0
+}
+
+# A→B, blessed by the health gate; the next boot stays on B.
+sc_a_to_b() {
+	install_from_a "$V_B"
+	boot ""
+	expect_boot USR-B poweroff
+	expect_verified "$V_B"
+	expect "gate result=success state=active"
+	expect_status UPDATE_STATUS_IDLE
+	expect_slot USR-B 2 0 1
+	boot ""
+	expect_boot USR-B poweroff
+	expect_verified "$V_B"
+	expect_slot USR-B 2 0 1
+}
