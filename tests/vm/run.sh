@@ -67,7 +67,7 @@ BIN=$REPO/target/debug
 WORK=${VM_WORK:-$REPO/target/vm}
 mkdir -p "$WORK"
 base_key=$(grep -E '^(suite|packages)=|mmdebstrap|dpkgopt' "$HERE/build-images.sh" | sha256sum | cut -c1-16)
-img_key=$( (cat "$HERE"/*.sh "$HERE/initramfs-init" && find "$HERE/guest" -type f | sort | xargs cat &&
+img_key=$( (cat "$HERE/build-images.sh" "$HERE/layout.sh" "$HERE/initramfs-init" && find "$HERE/guest" -type f | sort | xargs cat &&
 	cat "$REPO"/systemd/*.service "$REPO"/systemd/dbus/*.conf "$REPO"/systemd/tmpfiles.d/* &&
 	for b in update-agent update_engine_client cgpt update-coordinator locksmithctl payload vm-omaha; do
 		cat "$BIN/$b"

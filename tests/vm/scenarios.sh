@@ -15,6 +15,11 @@ fail() {
 # pipefail never sees tr killed by SIGPIPE.)
 seen() { [ "$(tr -d '\r' <"$BOOT_LOG" | grep -a -c -E -- "VMTEST $1")" != 0 ]; }
 expect() { seen "$1" || fail "boot $SC_N: expected a guest line /VMTEST $1/"; }
+# log PATTERN: any line of the boot's serial log (kernel, initrd, journal).
+expect_log() {
+	[ "$(tr -d '\r' <"$BOOT_LOG" | grep -a -c -E -- "$1")" != 0 ] ||
+		fail "boot $SC_N: expected a console line /$1/"
+}
 expect_not() { ! seen "$1" || fail "boot $SC_N: unexpected guest line /VMTEST $1/"; }
 expect_boot() { # LABEL END
 	[ "$BOOT_LABEL" = "$1" ] || fail "boot $SC_N: booted ${BOOT_LABEL:-nothing}, expected $1"
@@ -108,4 +113,50 @@ sc_a_to_b() {
 	expect_boot USR-B poweroff
 	expect_verified "$V_B"
 	expect_slot USR-B 2 0 1
+}
+
+# A B whose required health check fails: the gate marks it bad and reboots
+# into A; the version is deny-listed and not downloaded again.
+sc_health_fail() {
+	install_from_a "$V_HEALTH_FAIL"
+	boot ""
+	# The gate reboots before the driver runs: the journal tells.
+	expect_boot USR-B reboot
+	expect_log "initrd: root=/dev/vda9 usr=/dev/vda4 via dm-verity"
+	expect_log "update-agent 0.1.0: .* running $V_HEALTH_FAIL on amd64-usr"
+	expect_log "required check vmtest-fails exited 1"
+	expect_log "health gate failed; falling back to USR-A"
+	expect_log "update-agent-health-gate.service: Failed with result 'exit-code'"
+	expect_slot USR-A 1 0 1
+	expect_slot USR-B 0 0 0
+	boot "vmtest.offer=$V_HEALTH_FAIL"
+	expect_boot USR-A poweroff
+	expect_verified "$V_A"
+	expect "deny-list $V_HEALTH_FAIL"
+	expect "omaha check version=$V_A"
+	expect_not "omaha get="
+	expect "client-update .*deny list"
+	expect_slot USR-A 1 0 1
+}
+
+# A B whose kernel cannot boot (its dm-verity root hash does not match its
+# /usr: the initrd gives up, the kernel panics): GRUB's rule falls back to A
+# once B's one try is spent, and the agent reports the rollback (3/0/44).
+sc_boot_fail() {
+	install_from_a "$V_BOOT_FAIL"
+	boot ""
+	expect_boot USR-B panic
+	# veritysetup opens it (the root hash is checked lazily); the first
+	# read of /usr panics (--panic-on-corruption, as Flatcar's initrd).
+	expect_log "device-mapper: verity: .* is corrupted"
+	expect_log "Kernel panic - not syncing: dm-verity device corrupted"
+	expect_slot USR-B 2 0 0
+	boot "vmtest.offer=$V_BOOT_FAIL"
+	expect_boot USR-A poweroff
+	expect_verified "$V_A"
+	expect "omaha check version=$V_A event=3/0/44"
+	expect "deny-list $V_BOOT_FAIL"
+	expect_not "omaha get="
+	expect_slot USR-A 1 0 1
+	expect_slot USR-B 0 0 0
 }
