@@ -83,35 +83,40 @@ boot_once() {
 	cmdline+=" $extra"
 	echo "bootloader: $label (partition $part), $kname, cmdline: $cmdline" >>"$log.boot"
 	start=$SECONDS
-	timeout -s KILL "${BOOT_TIMEOUT:-300}" qemu-system-x86_64 \
+	# QEMU runs as our direct child so that a power cut kills QEMU itself.
+	qemu-system-x86_64 \
 		-machine "q35,accel=${ACCEL:-tcg}" -cpu "$([ "${ACCEL:-tcg}" = kvm ] && echo "host,-arch-capabilities" || echo max)" -smp 2 -m 1536 \
 		-nodefaults -display none -no-reboot -nic none -serial "file:$log" \
 		-kernel "$kernel" -initrd "$WORK/img/initrd.img" -append "$cmdline" \
 		-drive "file=$d,format=raw,if=virtio,cache=unsafe" \
 		-drive "file=$data,format=raw,if=virtio,readonly=on" &
 	qpid=$!
-	local killed=0
+	QEMU_PID=$qpid
+	local cut="" deadline=$((SECONDS + ${BOOT_TIMEOUT:-300}))
 	while kill -0 "$qpid" 2>/dev/null; do
-		if [ -n "$kill_pat" ] && grep -q -- "$kill_pat" "$log"; then
+		if [ -n "$kill_pat" ] && grep -a -q -- "$kill_pat" "$log"; then
+			cut=killed
+		elif ((SECONDS >= deadline)); then
+			cut=timeout
+		fi
+		if [ -n "$cut" ]; then
 			kill -KILL "$qpid" 2>/dev/null
-			killed=1
 			break
 		fi
 		sleep 0.2
 	done
-	wait "$qpid" 2>/dev/null
-	local rc=$?
+	local rc=0
+	wait "$qpid" 2>/dev/null || rc=$?
+	QEMU_PID=""
 	BOOT_SECS=$((SECONDS - start))
-	if ((killed)); then
-		BOOT_END=killed
+	if [ -n "$cut" ]; then
+		BOOT_END=$cut
 	elif grep -q "Kernel panic" "$log"; then
 		BOOT_END=panic
 	elif grep -q "reboot: Restarting system" "$log"; then
 		BOOT_END=reboot
 	elif grep -q "reboot: Power down" "$log"; then
 		BOOT_END=poweroff
-	elif ((rc == 137)); then
-		BOOT_END=timeout
 	else
 		BOOT_END="exit$rc"
 	fi

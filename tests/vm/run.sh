@@ -81,6 +81,9 @@ ln -sfn "img-$img_key" "$WORK/img"
 IMG=$WORK/img
 echo "vm: binaries and images ready in $((SECONDS - t0)) s ($IMG)"
 
+# A QEMU of an interrupted run must not outlive it.
+QEMU_PID=""
+trap 'if [ -n "$QEMU_PID" ]; then kill -KILL "$QEMU_PID" 2>/dev/null; fi' EXIT
 ACCEL=$(qemu_accel "$IMG/disk.img" "$IMG/data.img")
 export ACCEL
 echo "vm: accelerator $ACCEL"

@@ -47,7 +47,14 @@ say "booted-slot=$(busctl get-property com.coreos.update1 /com/coreos/update1 or
 cgpt show -i 3 /dev/vda | sed 's/^/VMTEST cgpt /'
 cgpt show -i 4 /dev/vda | sed 's/^/VMTEST cgpt /'
 
-# The Omaha server, inside the guest, from the data disk.
+# The Omaha server, inside the guest, from the data disk. Like a real
+# server it offers nothing to a node that already runs the offered version
+# (the agent would install the same version again into the other slot).
+running=$(sed -n 's/^FLATCAR_RELEASE_VERSION=//p' /usr/share/flatcar/release)
+if [ -n "$offer" ] && [ "$offer" = "$running" ]; then
+	say "offer $offer skipped: the node runs it"
+	offer=""
+fi
 server_args=(--url-file /run/vmtest-url)
 [ -n "$offer" ] && server_args+=(--offer "$offer=$data/payloads/$offer.gz")
 [ -n "$stall" ] && server_args+=(--stall-at "$stall")
@@ -55,8 +62,12 @@ rm -f /run/vmtest-url
 systemd-run --quiet --unit=vmtest-omaha --property=StandardOutput=journal "$data/vm-omaha" "${server_args[@]}"
 for _ in $(seq 1 100); do [ -s /run/vmtest-url ] && break; sleep 0.1; done
 [ -s /run/vmtest-url ] || { say "error=omaha server did not start"; systemctl poweroff; exit 1; }
-sed -i '/^SERVER=/d' /etc/flatcar/update.conf
-echo "SERVER=$(cat /run/vmtest-url)" >>/etc/flatcar/update.conf
+# The whole file, made durable: an append lost to an earlier power cut
+# leaves NULs without a newline that would swallow the next line.
+printf 'GROUP=stable\nREBOOT_STRATEGY=reboot\nSERVER=%s\n' "$(cat /run/vmtest-url)" >/etc/flatcar/update.conf.new
+sync /etc/flatcar/update.conf.new
+mv /etc/flatcar/update.conf.new /etc/flatcar/update.conf
+sync /etc/flatcar
 
 # Every status change the engine signals, while the update runs.
 systemd-run --quiet --unit=vmtest-watch --property=StandardOutput=journal \
