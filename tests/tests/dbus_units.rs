@@ -17,7 +17,7 @@ fn the_unit_verifies_and_keeps_flatcars_essentials() {
         "ConditionPathExists=!/usr/.noupdate",
         "ConditionVirtualization=!container",
         "WantedBy=multi-user.target",
-        "ReadWritePaths=-/boot -/efi /etc/flatcar",
+        "ReadWritePaths=-/boot/flatcar -/boot/coreos -/efi/flatcar -/efi/coreos /etc/flatcar",
     ] {
         assert!(unit.lines().any(|l| l == line), "missing {line}");
     }

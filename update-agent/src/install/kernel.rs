@@ -8,7 +8,8 @@ use std::path::Path;
 use super::InstallError;
 use crate::slots::SlotPlan;
 
-/// fsyncs `partial`, renames it over `kernel` and fsyncs `dir`.
+/// fsyncs `partial`, renames it over `kernel`, fsyncs the renamed file and
+/// then `dir`.
 pub(super) fn install_kernel(
     partial: &Path,
     kernel: &Path,
@@ -21,6 +22,11 @@ pub(super) fn install_kernel(
     let f = File::open(partial).map_err(kernel_err(partial))?;
     f.sync_all().map_err(kernel_err(partial))?;
     fs::rename(partial, kernel).map_err(kernel_err(kernel))?;
+    // vfat (the ESP) keeps a file's size in its directory entry, and a
+    // rename writes a new entry that gets the size only when the inode is
+    // written back: without this second fsync a power cut right after the
+    // commit left a 0-byte vmlinuz-X behind a committed GPT (tests/vm).
+    f.sync_all().map_err(kernel_err(kernel))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(kernel_err(dir))?;
