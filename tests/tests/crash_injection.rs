@@ -233,7 +233,20 @@ fn deterministic_points(rel: &'static Release) -> Vec<Point> {
 /// verification, the kernel rename, the flag flip, the reboot marker.
 fn step_points(rel: &'static Release) -> Vec<Point> {
     let k = rel.kernel.len() as u64;
+    // The payload held three quarters into the kernel's bytes: its first
+    // 256 KiB operation is written, the second cannot be. Deterministic,
+    // unlike the polled points around it, which a loaded machine can
+    // overrun (the whole kernel takes ~250 ms at BANDWIDTH).
+    let mid_kernel = rel.kernel_at + k * 3 / 4;
     vec![
+        Point {
+            stall_at: Some(mid_kernel),
+            ..Point::new(
+                rel,
+                "kernel: payload stalled mid-write",
+                Trigger::Partial(1),
+            )
+        },
         Point::new(rel, "kernel: first bytes", Trigger::Partial(1)),
         Point::new(rel, "kernel: half", Trigger::Partial(k / 2)),
         Point::new(rel, "kernel: all written", Trigger::PartialComplete),

@@ -31,6 +31,9 @@ pub(crate) struct Release {
     pub(crate) kernel: Vec<u8>,
     pub(crate) payload: Vec<u8>,
     pub(crate) usr_hash: [u8; 32],
+    /// Where the kernel's bytes start in the payload (stored raw: they are
+    /// incompressible), so a stall can land between its two operations.
+    pub(crate) kernel_at: u64,
     /// Extension packages (v1 only): (package name, node path of the
     /// placed image, image, package bytes). The node is an `azure` node
     /// with `zfs` enabled, so both are needed.
@@ -141,11 +144,16 @@ pub(crate) fn build_release(format: Format) -> Release {
         })
         .collect(),
     };
+    let kernel_at = payload
+        .windows(64)
+        .position(|w| w == &kernel[..64])
+        .expect("the kernel's bytes are stored raw in the payload") as u64;
     Release {
         usr,
         kernel,
         payload,
         usr_hash,
+        kernel_at,
         extensions,
     }
 }
@@ -419,10 +427,10 @@ pub(crate) fn classify(
         Phase::Extensions
     } else if partial_complete(node, rel) {
         Phase::Verifying
-    } else if stalled && gets {
-        Phase::Downloading
     } else if partial > 0 {
         Phase::KernelWrite
+    } else if stalled && gets {
+        Phase::Downloading
     } else if node.exists(CHECKPOINT) {
         Phase::Writing
     } else if gets {
