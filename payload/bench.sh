@@ -7,6 +7,7 @@
 #                            apply), then `payload release` with deltas from two earlier
 #                            kernels in one command, run twice and compared (deterministic output)
 #   payload/bench.sh wheel   # the same on two PyPI wheel releases, with Debian bsdiff as well
+#                            (`wheel-images` only builds the two images)
 #                            (numpy 2.0.0 -> 2.0.1 by default: Debian bsdiff needs ~1 h on it, and did not
 #                            finish scipy 1.13.0 -> 1.13.1 in 48 min)
 # Env: BENCH_DIR (default /tmp/payload-bench), SIZE_MB (1024), ZSTD_LEVEL (19),
@@ -130,8 +131,9 @@ delta() {
   if diff -r "$W/rel1" "$W/rel2" >/dev/null; then echo "  deterministic: both runs wrote identical files"; else echo "  NOT deterministic" >&2; exit 1; fi
 }
 
-wheel() {
-  keys
+# wheel_imgs: $W/OLD_VER.img and $W/NEW_VER.img, the two wheels' files in
+# equal-sized ext4 images (also what update-agent/bench/install.sh delta installs).
+wheel_imgs() {
   local wheel=${WHEEL:-numpy} ov=${OLD_VER:-2.0.0} nv=${NEW_VER:-2.0.1}
   for v in "$ov" "$nv"; do
     if [ ! -f "$W/$v.img" ]; then
@@ -148,7 +150,13 @@ wheel() {
   for v in "$ov" "$nv"; do
     [ -f "$W/$v.img" ] || { truncate -s "${mb}M" "$W/$v.img"; mkfs.ext4 -q -F -E root_owner=0:0 -d "$W/root-$v" "$W/$v.img"; }
   done
-  local old=$W/$ov.img new=$W/$nv.img
+}
+
+wheel() {
+  keys
+  wheel_imgs
+  local wheel=${WHEEL:-numpy} ov=${OLD_VER:-2.0.0} nv=${NEW_VER:-2.0.1}
+  local old=$W/$ov.img new=$W/$nv.img mb=$(( $(stat -c %s "$W/$nv.img") >> 20 ))
   echo "== 2. delta $wheel $ov -> $nv, ext4 images of $mb MiB"
   run "payload generate --source (v2 delta)" "$P" generate --target "$new" --source "$old" --key "$W/k.key" -o "$W/delta.bin"; echo "  $(stat -c %s "$W/delta.bin") bytes"
   run "bsdiff (Debian, whole image)" bsdiff "$old" "$new" "$W/delta.bsdiff"; echo "  $(stat -c %s "$W/delta.bsdiff") bytes"
@@ -166,6 +174,7 @@ case "${1:-all}" in
   full) full ;;
   delta) delta ;;
   wheel) wheel ;;
+  wheel-images) wheel_imgs ;;
   all) full; delta; wheel ;;
   *) echo "usage: $0 [full|delta|wheel|all]" >&2; exit 2 ;;
 esac
