@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `contents` atomically: a temp file in the same
 /// directory is written, fsynced and renamed over `path`, then the directory
@@ -26,6 +26,42 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     fs::File::open(dir)?.sync_all()
+}
+
+/// A filesystem step that failed, and the path it failed on.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", path.display())]
+pub struct PathError {
+    /// The file or directory the step was on.
+    pub path: PathBuf,
+    /// What the step returned.
+    #[source]
+    pub source: io::Error,
+}
+
+/// Gives a written, verified file its final name so that after a power cut
+/// the name holds either nothing new or every byte: fsyncs `from`, renames
+/// it over `to`, fsyncs the file again and then the directory.
+pub fn durable_rename(from: &Path, to: &Path) -> Result<(), PathError> {
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PathError { path, source }
+    };
+    let dir = to
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let f = fs::File::open(from).map_err(at(from))?;
+    f.sync_all().map_err(at(from))?;
+    fs::rename(from, to).map_err(at(to))?;
+    // vfat (the ESP) keeps a file's size in its directory entry, and a
+    // rename writes a new entry that gets the size only when the inode is
+    // written back: without this second fsync a power cut right after the
+    // commit left a 0-byte vmlinuz-X behind a committed GPT (tests/vm).
+    f.sync_all().map_err(at(to))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(at(dir))
 }
 
 /// Reads a file to a string; `Ok(None)` when it does not exist.

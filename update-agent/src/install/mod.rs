@@ -389,20 +389,16 @@ impl Finish<'_> {
         (self.report)(Event::DownloadComplete);
         (self.report)(Event::Verified);
         let plan = self.plan;
-        let installed = kernel::install_kernel(
-            &self.files.partial_kernel,
-            &plan.target_kernel(),
-            &plan.kernel_dir,
-        )
-        .and_then(|()| {
-            // The USR image.
-            File::open(&plan.disk)
-                .and_then(|d| d.sync_all())
-                .map_err(|source| InstallError::Target {
-                    disk: plan.disk.clone(),
-                    source,
-                })
-        });
+        let installed = kernel::install_kernel(&self.files.partial_kernel, &plan.target_kernel())
+            .and_then(|()| {
+                // The USR image.
+                File::open(&plan.disk)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|source| InstallError::Target {
+                        disk: plan.disk.clone(),
+                        source,
+                    })
+            });
         if let Err(e) = installed {
             placed.undo();
             return Err(e);

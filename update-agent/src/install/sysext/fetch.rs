@@ -139,12 +139,16 @@ impl Fetcher<'_> {
                 source: Box::new(e),
             },
         })?;
-        tmp.as_file().sync_all().map_err(place(tmp.path()))?;
         let dest = dir.join(name);
-        tmp.persist(&dest).map_err(|e| place(&dest)(e.error))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(place(dir))?;
+        // Still removed on an error; kept (it has been renamed) on success.
+        let tmp = tmp.into_temp_path();
+        crate::fsutil::durable_rename(&tmp, &dest).map_err(|e| {
+            InstallError::from(SysextError::Place {
+                path: e.path,
+                source: e.source,
+            })
+        })?;
+        let _ = tmp.keep();
         Ok(dest)
     }
 

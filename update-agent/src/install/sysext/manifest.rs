@@ -21,6 +21,7 @@ use payload::plan::Plan;
 use super::plan::Wanted;
 use super::{OemDir, PARTIAL_SUFFIX, Placed, SysextError, destinations};
 use crate::config::Root;
+use crate::fsutil;
 use crate::install::InstallError;
 use crate::install::stream::payload_error;
 
@@ -142,17 +143,10 @@ pub fn place(
         }
         let dir = w.partial.parent().unwrap_or(std::path::Path::new("/"));
         let dest = dir.join(w.wanted.file_name(version));
-        let err = |path: &PathBuf| {
-            let path = path.clone();
-            move |source| SysextError::Place { path, source }
-        };
-        File::open(&w.partial)
-            .and_then(|f| f.sync_all())
-            .map_err(err(&w.partial))?;
-        fs::rename(&w.partial, &dest).map_err(err(&dest))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err(&dest))?;
+        fsutil::durable_rename(&w.partial, &dest).map_err(|e| SysextError::Place {
+            path: e.path,
+            source: e.source,
+        })?;
         tracing::info!(
             "{} verified (release payload) and placed at {}",
             w.wanted.stem(),
