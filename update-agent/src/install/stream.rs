@@ -206,6 +206,13 @@ impl Stream<'_> {
             .create(true)
             .truncate(fresh)
             .open(self.partial_kernel)
+            .and_then(|f| {
+                // The directory entry made durable: a checkpoint that
+                // outlives a power cut is only used if this file does.
+                let dir = self.partial_kernel.parent().unwrap_or(Path::new("."));
+                File::open(dir).and_then(|d| d.sync_all())?;
+                Ok(f)
+            })
             .map_err(|source| InstallError::Kernel {
                 path: self.partial_kernel.to_path_buf(),
                 source,
@@ -255,16 +262,29 @@ impl Stream<'_> {
         }
     }
 
-    /// Saves checkpoints, at most once a second.
+    /// Saves checkpoints, at most once a second, each after the bytes it
+    /// covers are on disk: a checkpoint names operations as written, and
+    /// after a power cut (not only a killed daemon) the resume must find
+    /// them in the slot and the partial kernel, not in a lost page cache.
     fn checkpointer(&self) -> impl FnMut(&Checkpoint) + Send + 'static {
         let path = self.checkpoint.to_path_buf();
         let (job, plan, payload) = (self.job.clone(), self.plan.clone(), self.payload.clone());
+        let written = [plan.disk.clone(), self.partial_kernel.to_path_buf()];
         let mut last_save: Option<Instant> = None;
         move |cp: &Checkpoint| {
             if last_save.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
                 return;
             }
             last_save = Some(Instant::now());
+            // fdatasync through a second descriptor flushes the file's (or
+            // the block device's) dirty pages all the same.
+            let synced = written
+                .iter()
+                .try_for_each(|p| File::open(p).and_then(|f| f.sync_data()));
+            if let Err(e) = synced {
+                tracing::warn!("checkpoint not saved: cannot sync the written data: {e}");
+                return;
+            }
             let saved = SavedCheckpoint::new(&job, &plan, &payload, cp.clone());
             let written = serde_json::to_vec(&saved)
                 .map_err(io::Error::other)
