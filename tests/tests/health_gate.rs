@@ -389,3 +389,62 @@ async fn the_reboot_guard_bounds_reboots_across_boots() {
     assert!(matches!(&results[2], RebootResult::Refused(why) if why.contains("rebooted 2 times")));
     assert_eq!(node.reboots(), 2);
 }
+
+/// A reporter whose server refuses connections (nothing listens on port 9).
+fn unreachable_reporter() -> OmahaReporter {
+    let client =
+        OmahaClient::new("http://127.0.0.1:9/v1/update/", &ClientOptions::default()).unwrap();
+    let info = omaha::ClientInfo {
+        version: "2.0.0".into(),
+        ..Default::default()
+    };
+    OmahaReporter::new(client, info)
+}
+
+/// With no network at gate time the verdict is not lost: `previous-version`
+/// is kept, so the daemon's first update check carries the event instead.
+#[tokio::test]
+async fn an_unreported_verdict_is_left_for_the_next_update_check() {
+    // Fallback: the pref equals the old slot's version, which makes the
+    // check on the old slot a rollback report (3/0/44).
+    let node = Node::new();
+    node.prefs().set(prefs::PREVIOUS_VERSION, "1.0.0").unwrap();
+    node.install_and_boot(Slot::B);
+    node.check("required", "20-etcd", "exit 3");
+    let out = health::run(
+        &node.env(Slot::B, "2.0.0", "boot-1"),
+        &node.config(),
+        &unreachable_reporter(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(out, Outcome::FellBack { to: Slot::A, .. }),
+        "{out:?}"
+    );
+    let kept = node.prefs().get(prefs::PREVIOUS_VERSION).unwrap();
+    assert_eq!(kept.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        Event::for_update_check(kept.as_deref(), "1.0.0"),
+        Event::rollback()
+    );
+
+    // Blessed: the check on the new slot reports the update (3/2).
+    let node = Node::new();
+    node.prefs().set(prefs::PREVIOUS_VERSION, "1.0.0").unwrap();
+    node.install_and_boot(Slot::B);
+    let out = health::run(
+        &node.env(Slot::B, "2.0.0", "boot-1"),
+        &node.config(),
+        &unreachable_reporter(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, Outcome::Blessed);
+    let kept = node.prefs().get(prefs::PREVIOUS_VERSION).unwrap();
+    assert_eq!(kept.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        Event::for_update_check(kept.as_deref(), "2.0.0"),
+        Event::update_check_reboot("1.0.0")
+    );
+}

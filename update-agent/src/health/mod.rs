@@ -380,11 +380,15 @@ impl<'a> Gate<'a> {
         let reason = format!("health check failed: {}", failures.join("; "));
         self.deny
             .add(&env.version, &reason, crate::fsutil::unix_now())?;
-        report(reporter, omaha::Event::rollback()).await;
-        // The fallback is reported now; the old slot must not report it again.
-        self.prefs
-            .set(prefs::PREVIOUS_VERSION, "")
-            .map_err(io_err("clearing previous-version"))?;
+        // Reported now, the old slot must not report it again. Unreported
+        // (no network yet at this point of the boot), the pref is kept:
+        // equal to the old slot's version, it makes the daemon's first
+        // check there carry the rollback event (3/0/44) instead.
+        if report(reporter, omaha::Event::rollback()).await {
+            self.prefs
+                .set(prefs::PREVIOUS_VERSION, "")
+                .map_err(io_err("clearing previous-version"))?;
+        }
         let reboot = reboot(env, cfg, &self.state_dir);
         Ok(Outcome::FellBack {
             to,
@@ -444,22 +448,27 @@ async fn evaluate(env: &GateEnv, cfg: &HealthConfig) -> Vec<String> {
     failures
 }
 
-async fn report<R: Reporter>(reporter: &R, event: omaha::Event) {
-    if let Err(e) = reporter.report(event).await {
-        warn!(error = %e, "could not report the health gate's result to the update server");
+/// Sends `event`; true when the server took it.
+async fn report<R: Reporter>(reporter: &R, event: omaha::Event) -> bool {
+    match reporter.report(event).await {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(error = %e, "could not report the health gate's result to the update server; the next update check carries it");
+            false
+        }
     }
 }
 
 /// The `3/2` event with `previousversion`, as update_engine sends after an
-/// update; afterwards the pref is cleared as update_engine does, so the next
-/// check does not report it twice.
+/// update; once the server took it the pref is cleared as update_engine
+/// does, so the next check does not report it twice (and while it did not,
+/// the next check carries it).
 async fn report_success<R: Reporter>(reporter: &R, prefs: &Prefs, version: &str) {
     let prev = prefs.get(prefs::PREVIOUS_VERSION).ok().flatten();
-    report(
-        reporter,
-        omaha::Event::for_update_check(prev.as_deref(), version),
-    )
-    .await;
+    let event = omaha::Event::for_update_check(prev.as_deref(), version);
+    if !report(reporter, event).await {
+        return;
+    }
     if let Err(e) = prefs.set(prefs::PREVIOUS_VERSION, "") {
         warn!(error = %e, "could not clear previous-version");
     }
