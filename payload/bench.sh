@@ -5,11 +5,11 @@
 #                            (linux-image-6.1.0-N-amd64-unsigned, KOLD -> KNEW) unpacked into ext4
 #                            images; ours vs zstd --patch-from and xdelta3 (size, time, peak RSS,
 #                            apply), then `payload release` with deltas from two earlier
-#                            kernels in one command, run twice and compared (deterministic output)
+#                            kernels in one command, run twice and compared (deterministic output;
+#                            `release` runs only that part)
 #   payload/bench.sh wheel   # the same on two PyPI wheel releases, with Debian bsdiff as well
-#                            (`wheel-images` only builds the two images)
 #                            (numpy 2.0.0 -> 2.0.1 by default: Debian bsdiff needs ~1 h on it, and did not
-#                            finish scipy 1.13.0 -> 1.13.1 in 48 min)
+#                            finish scipy 1.13.0 -> 1.13.1 in 48 min; `wheel-images` only builds the images)
 # Env: BENCH_DIR (default /tmp/payload-bench), SIZE_MB (1024), ZSTD_LEVEL (19),
 #      KOLDER (42), KOLD (44), KNEW (47): the ABI numbers of the kernel packages
 #      (the mirror keeps only some: 45 and 46 are gone),
@@ -121,6 +121,15 @@ delta() {
   cmp "$W/kzt.img" "$new"
   run "xdelta3 -d" xdelta3 -f -d -B 1073741824 -s "$old" "$W/kdelta.xd3" "$W/kxt.img"; echo
   cmp "$W/kxt.img" "$new"
+  release
+}
+
+# release: section 4 alone (`payload/bench.sh release`).
+release() {
+  keys
+  local kolder=${KOLDER:-42} kold=${KOLD:-44} knew=${KNEW:-47}
+  for abi in "$kolder" "$kold" "$knew"; do kernel_img "$abi"; done
+  local older=$W/k-$kolder.img old=$W/k-$kold.img new=$W/k-$knew.img
   echo "== 4. payload release: full + deltas from 6.1.0-$kolder and 6.1.0-$kold in one command, twice"
   for n in 1 2; do
     rm -rf "$W/rel$n"
@@ -175,6 +184,7 @@ case "${1:-all}" in
   delta) delta ;;
   wheel) wheel ;;
   wheel-images) wheel_imgs ;;
+  release) release ;;
   all) full; delta; wheel ;;
   *) echo "usage: $0 [full|delta|wheel|all]" >&2; exit 2 ;;
 esac
