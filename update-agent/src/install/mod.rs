@@ -130,16 +130,7 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
         files.discard();
     }
     // Before the first byte is written: the target must not boot.
-    let mut disk = cgpt::FileDisk::open_rw(&plan.disk).map_err(|source| InstallError::Target {
-        disk: plan.disk.clone(),
-        source,
-    })?;
-    cgpt::slot::mark_unbootable(&mut disk, plan.target).map_err(|source| InstallError::Gpt {
-        step: "marking the target unbootable",
-        disk: plan.disk.clone(),
-        source: Box::new(source),
-    })?;
-    drop(disk);
+    mark_target_unbootable(&plan)?;
     let stream = |payload| stream::Stream {
         job,
         plan: &plan,
@@ -163,15 +154,7 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
         files.discard();
         applied = stream(&full).apply(None).map(|r| (r, &full));
     }
-    let release = applied.and_then(|((report_, written), used)| {
-        tracing::info!(
-            "payload verified: {} {} bytes, sha256 {}, signed by {}",
-            used.name,
-            report_.payload_size,
-            report_.payload_sha256,
-            report_.payload_signed_by
-        );
-        report(Event::DownloadProgress { bytes: used.size });
+    let release = applied.and_then(|((applied, written), used)| {
         let ctx = Finish {
             job,
             plan: &plan,
@@ -182,12 +165,7 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
             oem: &oem,
             payload_size: used.size,
         };
-        // The payload's own extension partitions, written or not: the new
-        // image's defaults may need them.
-        let carries = (report_.written.iter().map(|(n, _)| n))
-            .chain(&report_.skipped)
-            .any(|n| sysext::plan::is_extension_partition(n));
-        ctx.finish(report_.major, node, &written, carries)
+        ctx.verified(used, &applied, node, &written)
     });
     let release = match release {
         Ok(r) => r,
@@ -196,20 +174,33 @@ pub fn run(job: &InstallJob, net: &Net, report: Reporter<'_>) -> Result<SlotPlan
             return Err(e);
         }
     };
-    if let Err(e) = commit::commit(job, &plan, &files.checkpoint) {
+    commit_release(job, &plan, &files, &oem, release)?;
+    Ok(plan)
+}
+
+/// The commit point; after it, the old extension images pruned and the
+/// reboot noted. A failed commit takes the placed images back.
+fn commit_release(
+    job: &InstallJob,
+    plan: &SlotPlan,
+    files: &Files,
+    oem: &OemDir,
+    release: Release,
+) -> Result<(), InstallError> {
+    if let Err(e) = commit::commit(job, plan, &files.checkpoint) {
         release.placed.undo();
         return Err(e);
     }
     sysext::prune(
         &job.root,
-        &oem,
+        oem,
         &release.node,
         &release.image,
         &job.running_version,
         &job.info.version,
     );
     postinst::note_reboot_required(&job.root);
-    Ok(plan)
+    Ok(())
 }
 
 /// The payload to stream first: `delta-<running>.gz` when the answer
@@ -342,7 +333,45 @@ struct Finish<'a> {
     payload_size: u64,
 }
 
+/// Marks the target slot unbootable (priority 0, not successful).
+fn mark_target_unbootable(plan: &SlotPlan) -> Result<(), InstallError> {
+    let mut disk = cgpt::FileDisk::open_rw(&plan.disk).map_err(|source| InstallError::Target {
+        disk: plan.disk.clone(),
+        source,
+    })?;
+    cgpt::slot::mark_unbootable(&mut disk, plan.target).map_err(|source| InstallError::Gpt {
+        step: "marking the target unbootable",
+        disk: plan.disk.clone(),
+        source: Box::new(source),
+    })?;
+    Ok(())
+}
+
 impl Finish<'_> {
+    /// `used` streamed and verified (`applied`): the rest of the release.
+    fn verified(
+        &self,
+        used: &PayloadChoice,
+        applied: &payload::ApplyReport,
+        node: NodeFacts,
+        written: &[Written],
+    ) -> Result<Release, InstallError> {
+        tracing::info!(
+            "payload verified: {} {} bytes, sha256 {}, signed by {}",
+            used.name,
+            applied.payload_size,
+            applied.payload_sha256,
+            applied.payload_signed_by
+        );
+        (self.report)(Event::DownloadProgress { bytes: used.size });
+        // The payload's own extension partitions, written or not: the new
+        // image's defaults may need them.
+        let carries = (applied.written.iter().map(|(n, _)| n))
+            .chain(&applied.skipped)
+            .any(|n| sysext::plan::is_extension_partition(n));
+        self.finish(applied.major, node, written, carries)
+    }
+
     /// The new image checked and read, the extension images placed, the
     /// kernel in place, the slot synced.
     fn finish(
