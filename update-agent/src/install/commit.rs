@@ -23,14 +23,12 @@ pub(super) fn commit(
 ) -> Result<(), InstallError> {
     let s = &job.settings;
     // The commit point.
-    let mut disk = cgpt::FileDisk::open_rw(&plan.disk).map_err(|source| InstallError::Target {
-        disk: plan.disk.clone(),
-        source,
-    })?;
-    cgpt::slot::set_next(&mut disk, plan.target).map_err(|source| InstallError::Gpt {
-        step: "switching to the new slot",
-        disk: plan.disk.clone(),
-        source: Box::new(source),
+    cgpt::slot::set_next(&mut super::open_disk(plan)?, plan.target).map_err(|source| {
+        InstallError::Gpt {
+            step: "switching to the new slot",
+            disk: plan.disk.clone(),
+            source: Box::new(source),
+        }
     })?;
     remove_quietly(cp_path);
     let prefs = s.prefs(&job.root);

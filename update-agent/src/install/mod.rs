@@ -333,16 +333,22 @@ struct Finish<'a> {
     payload_size: u64,
 }
 
-/// Marks the target slot unbootable (priority 0, not successful).
-fn mark_target_unbootable(plan: &SlotPlan) -> Result<(), InstallError> {
-    let mut disk = cgpt::FileDisk::open_rw(&plan.disk).map_err(|source| InstallError::Target {
+/// The boot disk, opened for a slot table write.
+fn open_disk(plan: &SlotPlan) -> Result<cgpt::FileDisk, InstallError> {
+    cgpt::FileDisk::open_rw(&plan.disk).map_err(|source| InstallError::Target {
         disk: plan.disk.clone(),
         source,
-    })?;
-    cgpt::slot::mark_unbootable(&mut disk, plan.target).map_err(|source| InstallError::Gpt {
-        step: "marking the target unbootable",
-        disk: plan.disk.clone(),
-        source: Box::new(source),
+    })
+}
+
+/// Marks the target slot unbootable (priority 0, not successful).
+fn mark_target_unbootable(plan: &SlotPlan) -> Result<(), InstallError> {
+    cgpt::slot::mark_unbootable(&mut open_disk(plan)?, plan.target).map_err(|source| {
+        InstallError::Gpt {
+            step: "marking the target unbootable",
+            disk: plan.disk.clone(),
+            source: Box::new(source),
+        }
     })?;
     Ok(())
 }
