@@ -37,7 +37,7 @@ pub enum RequestParseError {
         attribute: &'static str,
     },
     /// An attribute did not hold a known value.
-    #[error("invalid {attribute} attribute on <{element}>: {source}")]
+    #[error("invalid {attribute} attribute on <{element}>")]
     InvalidAttribute {
         /// Element name.
         element: &'static str,

@@ -135,7 +135,12 @@ fn request_rejections() {
     ];
     for (body, want) in cases {
         let err = parse_request(body.as_bytes()).unwrap_err();
-        assert_eq!(err.to_string(), *want, "body {body:?}");
+        // The message and its cause, each printed once.
+        let mut chain = err.to_string();
+        if let Some(cause) = std::error::Error::source(&err) {
+            chain = format!("{chain}: {cause}");
+        }
+        assert_eq!(chain, *want, "body {body:?}");
     }
 }
 

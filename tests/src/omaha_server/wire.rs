@@ -126,7 +126,7 @@ pub(super) async fn handle(
         return Ok(());
     };
     let omaha = (head.method == "POST")
-        .then(|| omaha::server::parse_request(&body).map_err(|e| e.to_string()));
+        .then(|| omaha::server::parse_request(&body).map_err(|e| update_agent::error_chain(&e)));
     let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
     lock().requests.push(RecordedRequest {
         method: head.method.clone(),
