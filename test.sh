@@ -26,21 +26,9 @@ declare -A tools=(
   [systemd-tmpfiles]=systemd
   [script]=bsdutils
 )
-missing=()
-for cmd in "${!tools[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${tools[$cmd]}")
-done
-if ((${#missing[@]})); then
-  pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "test.sh: missing tools; run as root or install: apt-get install -y $pkgs" >&2
-    exit 1
-  fi
-  echo "test.sh: installing $pkgs"
-  export DEBIAN_FRONTEND=noninteractive
-  # shellcheck disable=SC2086
-  apt-get install -y -qq $pkgs >/dev/null || { apt-get update -qq && apt-get install -y -qq $pkgs >/dev/null; }
-fi
+extra_pkgs=()
+source tests/lib/need-tools.sh
+need_tools test.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

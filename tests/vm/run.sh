@@ -35,27 +35,16 @@ declare -A tools=(
 	[mkfs.ext4]=e2fsprogs
 	[systemctl]=systemd
 	[strip]=binutils
+	[file]=file
 )
-missing=()
-for cmd in "${!tools[@]}"; do
-	command -v "$cmd" >/dev/null 2>&1 || missing+=("${tools[$cmd]}")
-done
+extra_pkgs=()
 # busybox must be the static one: the initrd has no libc for it.
 if command -v busybox >/dev/null && ! file -L "$(command -v busybox)" 2>/dev/null | grep -q static; then
-	missing+=(busybox-static)
+	extra_pkgs+=(busybox-static)
 fi
-if ((${#missing[@]})); then
-	pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
-	if [[ $(id -u) -ne 0 ]]; then
-		echo "vm: missing tools; run as root or install: apt-get install -y $pkgs" >&2
-		exit 1
-	fi
-	echo "vm: installing $pkgs"
-	export DEBIAN_FRONTEND=noninteractive
-	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $pkgs file >/dev/null ||
-		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs file >/dev/null; }
-fi
+# shellcheck source=../lib/need-tools.sh
+source "$REPO/tests/lib/need-tools.sh"
+need_tools vm --no-install-recommends
 # The kernel package is found through apt's lists.
 apt-cache show linux-image-amd64 >/dev/null 2>&1 || apt-get update -qq
 
