@@ -25,6 +25,7 @@ declare -A tools=(
   [systemd-analyze]=systemd
   [systemd-tmpfiles]=systemd
   [script]=bsdutils
+  [curl]=curl
 )
 extra_pkgs=()
 source tests/lib/need-tools.sh

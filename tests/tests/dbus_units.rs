@@ -18,6 +18,7 @@ fn the_unit_verifies_and_keeps_flatcars_essentials() {
         "ConditionVirtualization=!container",
         "WantedBy=multi-user.target",
         "ReadWritePaths=-/boot/flatcar -/boot/coreos -/efi/flatcar -/efi/coreos /etc/flatcar",
+        "RuntimeDirectory=update-agent",
     ] {
         assert!(unit.lines().any(|l| l == line), "missing {line}");
     }

@@ -1,7 +1,7 @@
 //! `update-agent`: the update daemon.
 //!
 //! ```text
-//! update-agent [daemon] [--root DIR] [--config FILE] [--once]
+//! update-agent [daemon] [--root DIR] [--config FILE] [--once] [--metrics-socket PATH|none]
 //! update-agent health-gate [--root DIR] [--config FILE]
 //! ```
 //!
@@ -50,6 +50,10 @@ struct DaemonArgs {
     /// Do not serve D-Bus (nodes or tests without a bus).
     #[arg(long, global = true)]
     no_dbus: bool,
+    /// Serve Prometheus metrics on this unix socket (under --root); `none`
+    /// turns them off.
+    #[arg(long, global = true, default_value = update_agent::metrics::DEFAULT_SOCKET)]
+    metrics_socket: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +154,10 @@ fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(outcome.exit_code() as u8));
     }
+    let _metrics = {
+        let _rt = rt.enter();
+        serve_metrics(&root, &args.metrics_socket, daemon.metrics())
+    };
     if args.no_dbus {
         rt.block_on(daemon.run());
         return Ok(ExitCode::SUCCESS);
@@ -184,4 +192,27 @@ fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The scrape socket; a node without one still updates (the failure is
+/// logged).
+fn serve_metrics(
+    root: &Root,
+    socket: &str,
+    metrics: update_agent::metrics::Metrics,
+) -> Option<update_agent::metrics::MetricsServer> {
+    if socket == "none" {
+        return None;
+    }
+    let path = root.join(socket);
+    match update_agent::metrics::serve(&path, metrics) {
+        Ok(server) => {
+            tracing::info!("metrics on unix socket {}", path.display());
+            Some(server)
+        }
+        Err(e) => {
+            tracing::warn!("no metrics: cannot serve {}: {e}", path.display());
+            None
+        }
+    }
 }

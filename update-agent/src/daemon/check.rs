@@ -25,6 +25,7 @@ impl Daemon {
         };
         let previous = prefs.get(prefs::PREVIOUS_VERSION).ok().flatten();
         self.note_rollback(&prefs, &identity, previous.as_deref());
+        self.refresh_metrics(&identity.config);
         let source = if interactive {
             InstallSource::OnDemandUpdate
         } else {

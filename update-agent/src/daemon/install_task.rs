@@ -80,6 +80,7 @@ impl Daemon {
             rt: tokio::runtime::Handle::current(),
             client,
             cancel: self.handle.new_cancel_flag(),
+            metrics: self.metrics.clone(),
         };
         let tx = self.install_tx.clone();
         let handle = self.handle.clone();

@@ -40,6 +40,7 @@ use tokio::time::Instant;
 use crate::config::settings::Settings;
 use crate::config::{NodeIdentity, Root, SettingsError};
 use crate::fsm::{self, Admission, Command, Effect, Event, State};
+use crate::metrics::Metrics;
 use crate::omaha_client::{ClientOptions, OmahaClient};
 use crate::schedule::PayloadState;
 
@@ -113,6 +114,7 @@ pub struct Daemon {
     /// The payload state of the pending update and whether payload
     /// backoff applies to it; persisted in the prefs after every change.
     payload_state: Option<(PayloadState, bool)>,
+    metrics: Metrics,
 }
 
 impl Daemon {
@@ -128,6 +130,11 @@ impl Daemon {
             handle.set_last_checked(t);
         }
         let (install_tx, install_rx) = mpsc::unbounded_channel();
+        let metrics = Metrics::new();
+        for (verdict, n) in crate::health::verdict_counts(&prefs) {
+            metrics.add_gate_verdicts(verdict, n);
+        }
+        metrics.transition(&State::Idle, &state, None, crate::fsutil::unix_now());
         Ok(Self {
             last_interval: settings.schedule.periodic,
             root,
@@ -150,6 +157,7 @@ impl Daemon {
             outcome: None,
             rng: StdRng::from_entropy(),
             payload_state: None,
+            metrics,
         })
     }
 
@@ -163,6 +171,11 @@ impl Daemon {
     /// The handle for D-Bus and friends.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// The daemon's metrics (for [`crate::metrics::serve`]).
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 
     /// The current state.
@@ -187,6 +200,8 @@ impl Daemon {
         let delay = crate::schedule::first_check_delay(&self.settings.schedule, &mut self.rng);
         if self.settings.schedule.enabled {
             self.next_check = Some(Instant::now() + delay);
+            let at = crate::fsutil::unix_now() + delay.as_secs();
+            self.metrics.set_next_check(at);
         }
         let (root, settings) = (self.root.clone(), self.settings.clone());
         let mark_good = tokio::spawn(async move {
@@ -256,14 +271,17 @@ impl Daemon {
     fn log_summary(&self) {
         let s = &self.settings;
         match crate::config::FlatcarConfig::load(&self.root) {
-            Ok(c) => tracing::info!(
-                "update-agent {}: server {}, group {}, running {} on {}",
-                env!("CARGO_PKG_VERSION"),
-                c.server(),
-                c.group(),
-                c.version(),
-                c.board()
-            ),
+            Ok(c) => {
+                tracing::info!(
+                    "update-agent {}: server {}, group {}, running {} on {}",
+                    env!("CARGO_PKG_VERSION"),
+                    c.server(),
+                    c.group(),
+                    c.version(),
+                    c.board()
+                );
+                self.refresh_metrics(&c);
+            }
             Err(e) => tracing::warn!(
                 "cannot read the Flatcar configuration: {}",
                 crate::error_chain(&e)
@@ -287,6 +305,18 @@ impl Daemon {
                 plan.target
             ),
             Err(e) => tracing::warn!("booted slot unknown: {}", crate::error_chain(&e)),
+        }
+    }
+
+    /// The metrics read from the node rather than from transitions: the
+    /// build info (the channel may have been switched) and the deny list.
+    fn refresh_metrics(&self, config: &crate::config::FlatcarConfig) {
+        self.metrics
+            .set_build_info(config.version(), config.board(), config.group());
+        let deny = crate::denylist::DenyList::in_dir(&self.root.join(&self.settings.state_dir));
+        match deny.entries() {
+            Ok(entries) => self.metrics.set_deny_list_entries(entries.len()),
+            Err(e) => tracing::warn!("deny list: {}", crate::error_chain(&e)),
         }
     }
 
@@ -343,6 +373,12 @@ impl Daemon {
             }
             _ => {}
         }
+        let error_kind = matches!(next, State::ReportingErrorEvent { .. })
+            .then(|| self.handle.last_error().map(|e| e.kind))
+            .flatten();
+        let now = crate::fsutil::unix_now();
+        self.metrics
+            .transition(&self.state, &next, error_kind.as_deref(), now);
         self.state = next;
         for effect in effects {
             self.execute(effect).await;
@@ -406,6 +442,8 @@ impl Daemon {
                     );
                     self.last_interval = next.interval;
                     self.next_check = Some(Instant::now() + next.delay);
+                    let at = crate::fsutil::unix_now() + next.delay.as_secs();
+                    self.metrics.set_next_check(at);
                     tracing::info!("next update check in {:?}", next.delay);
                 }
             }

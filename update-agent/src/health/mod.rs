@@ -22,6 +22,7 @@
 pub mod checks;
 pub mod decide;
 pub mod guard;
+mod verdicts;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ use decide::{Start, Verdict};
 use guard::RebootGuard;
 
 pub use crate::config::health::{HealthConfig, SlotVerdict};
+pub use verdicts::{verdict_counts, verdict_label};
 
 /// The daemon's part of the slot verdict ([`SlotVerdict`]): after
 /// `delay`, mark the booted slot good unless the gate owns the verdict.
@@ -271,8 +273,18 @@ pub async fn run_node(root: &Root, extra_config: Option<&Path>) -> Result<Outcom
     run(&env, &settings.health, &reporter).await
 }
 
-/// Runs the gate once.
+/// Runs the gate once; its verdict is counted in the prefs.
 pub async fn run<R: Reporter>(
+    env: &GateEnv,
+    cfg: &HealthConfig,
+    reporter: &R,
+) -> Result<Outcome, HealthError> {
+    let outcome = judge(env, cfg, reporter).await?;
+    verdicts::count(&Gate::new(env).prefs, &outcome);
+    Ok(outcome)
+}
+
+async fn judge<R: Reporter>(
     env: &GateEnv,
     cfg: &HealthConfig,
     reporter: &R,

@@ -3,6 +3,7 @@
 //! ```text
 //! HTTP body (download::spawn: Range-resumable, size-capped, low-speed rule)
 //!   → ChannelReader           blocking Read over the async body
+//!   → metrics::Counted        update_agent_downloaded_bytes_total{image,payload}
 //!   → Progress                DownloadProgress / DownloadComplete events
 //!   → payload::Applier        signatures, hashes, decompression
 //!   → Slots                   target partition + hidden partial kernel
@@ -31,6 +32,7 @@ use super::sysext::plan::{self, NodeFacts};
 use super::{InstallError, InstallJob};
 use crate::download::{self, ChannelReader, DownloadError, DownloadOptions, Source};
 use crate::fsm::Event;
+use crate::metrics::{Counted, Image};
 use crate::slots::{PartitionStorage, SlotPlan};
 
 /// The apply pipeline's in-flight budget in the daemon: half the payload
@@ -54,6 +56,8 @@ pub struct Net {
     pub client: reqwest::Client,
     /// Set to abort.
     pub cancel: Arc<AtomicBool>,
+    /// Where the downloaded bytes are counted.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A checkpoint tied to the payload and the target slot it belongs to.
@@ -182,9 +186,12 @@ impl Stream<'_> {
     }
 
     /// `[start, end)` of the payload from the answer's URLs.
-    fn download(&self, start: u64, end: u64) -> Result<ChannelReader, InstallError> {
+    fn download(&self, start: u64, end: u64) -> Result<Counted<ChannelReader>, InstallError> {
         let p = self.payload;
-        Ok(download(self.net, self.job, &p.urls, p.size, start, end))
+        let image = Image::Os { delta: p.delta };
+        Ok(download(
+            self.net, self.job, image, &p.urls, p.size, start, end,
+        ))
     }
 
     fn progress<R: Read>(&self, inner: R, pos: u64) -> Progress<'_, R> {
@@ -297,15 +304,17 @@ impl Stream<'_> {
 }
 
 /// `[start, end)` of a file of `size` bytes from `urls`, with the install's
-/// client, credentials, download settings and cancel flag.
+/// client, credentials, download settings and cancel flag; its bytes are
+/// counted as `image`'s.
 pub(super) fn download(
     net: &Net,
     job: &InstallJob,
+    image: Image,
     urls: &[String],
     size: u64,
     start: u64,
     end: u64,
-) -> ChannelReader {
+) -> Counted<ChannelReader> {
     let source = Arc::new(Source {
         client: net.client.clone(),
         // The answer's URLs were checked when it was parsed.
@@ -317,7 +326,8 @@ pub(super) fn download(
         size,
     });
     let opts = DownloadOptions::from_settings(&job.settings);
-    download::spawn(&net.rt, source, start, end, opts, net.cancel.clone())
+    let body = download::spawn(&net.rt, source, start, end, opts, net.cancel.clone());
+    Counted::new(body, net.metrics.downloaded(image))
 }
 
 /// A read error that came from the download is the download's (typed)

@@ -156,7 +156,16 @@ impl Fetcher<'_> {
     fn apply(&self, package: &Package, file: File) -> Result<(), InstallError> {
         let info = &self.job.info;
         let urls = info.package_urls(package);
-        let body = stream::download(self.net, self.job, &urls, package.size, 0, package.size);
+        let extension = crate::metrics::Image::Extension;
+        let body = stream::download(
+            self.net,
+            self.job,
+            extension,
+            &urls,
+            package.size,
+            0,
+            package.size,
+        );
         let progress = Progress::new(body, self.done.get(), self.report);
         let mut slot = payload::Slot::new(file);
         slot.truncate = true;
