@@ -395,3 +395,27 @@ pub fn agent_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| build_bin("update-agent")).clone()
 }
+
+/// A child process, killed and reaped when dropped (a failed test leaves
+/// no daemon behind).
+#[derive(Debug)]
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real daemon for the node at `root`, serving D-Bus on `address`.
+pub fn spawn_agent(root: &Path, address: &str) -> Killed {
+    Killed(
+        Command::new(agent_bin())
+            .arg("--root")
+            .arg(root)
+            .args(["--bus-address", address])
+            .spawn()
+            .expect("spawn update-agent"),
+    )
+}

@@ -4,22 +4,13 @@
 //! sees the StatusUpdate signals end in UPDATED_NEED_REBOOT, and the disk image
 //! holds the new slot.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use cgpt::Slot;
-use e2e::dbus_bus::{LineReader, Policy, PrivateBus, agent_bin, client, output, stderr, stdout};
+use e2e::dbus_bus::{LineReader, Policy, PrivateBus, client, output, spawn_agent, stderr, stdout};
 use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, USR_MIB};
 use e2e::{OmahaServer, Reply, UpdateSpec, omaha_log};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -44,14 +35,7 @@ async fn update_engine_client_drives_the_real_daemon_to_need_reboot() {
     )));
     let busdir = tempfile::tempdir().unwrap();
     let bus = PrivateBus::start(busdir.path(), Policy::Shipped);
-    let daemon = Killed(
-        Command::new(agent_bin())
-            .arg("--root")
-            .arg(node.root())
-            .args(["--bus-address", &bus.address])
-            .spawn()
-            .expect("spawn update-agent"),
-    );
+    let daemon = spawn_agent(node.root(), &bus.address);
     let mut monitor = LineReader::spawn(Command::new("gdbus").args([
         "monitor",
         "--address",

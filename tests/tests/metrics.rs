@@ -6,22 +6,12 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use e2e::dbus_bus::{Policy, PrivateBus, agent_bin, as_nobody, client, output, stderr, stdout};
+use e2e::dbus_bus::{Policy, PrivateBus, as_nobody, client, output, spawn_agent, stderr, stdout};
 use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, USR_MIB};
 use e2e::{OmahaServer, Reply, UpdateSpec};
 use prometheus_parse::{Scrape, Value};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `name{k="v",…}` → value, for every sample of a scrape.
 type Samples = BTreeMap<String, f64>;
@@ -101,14 +91,7 @@ async fn metrics_follow_a_no_update_check_a_failed_check_and_an_update() {
     let socket: PathBuf = node.root().join("run/update-agent/public/metrics.sock");
     let busdir = tempfile::tempdir().unwrap();
     let bus = PrivateBus::start(busdir.path(), Policy::Shipped);
-    let _daemon = Killed(
-        Command::new(agent_bin())
-            .arg("--root")
-            .arg(node.root())
-            .args(["--bus-address", &bus.address])
-            .spawn()
-            .expect("spawn update-agent"),
-    );
+    let _daemon = spawn_agent(node.root(), &bus.address);
     let start = scrape_until(&socket, "the socket answers", |_| true);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&socket), 0o666);

@@ -7,21 +7,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cgpt::Slot;
-use e2e::dbus_bus::agent_bin;
+use e2e::dbus_bus::{Killed, agent_bin};
 use e2e::fixture::Node;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A node booted into USR-A that no one has marked good yet (P2 T0 S0,
 /// as after GRUB spent the one try), with `systemctl is-enabled` exiting
