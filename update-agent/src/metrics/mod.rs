@@ -120,110 +120,107 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` as `update_agent_<name>` and returns it.
+fn reg<M>(r: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    r.register(format!("update_agent_{name}"), help, metric.clone());
+    metric
+}
+
+impl Inner {
+    /// Every family, registered in `r` (the order is the exposition's).
+    fn register(mut r: Registry) -> Self {
+        let g = Gauges::default;
+        let v = Value::default;
+        let c = Counters::default;
+        let durations: Family<Labels, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 13)));
+        Inner {
+            build_info: reg(
+                &mut r,
+                "build_info",
+                "Agent and OS version, board, channel (1)",
+                g(),
+            ),
+            status: reg(
+                &mut r,
+                "status",
+                "1 for the current operation, 0 for the others",
+                g(),
+            ),
+            staged: reg(
+                &mut r,
+                "staged_version_info",
+                "The version staged for the next boot (1)",
+                g(),
+            ),
+            last_check: reg(
+                &mut r,
+                "last_check_timestamp_seconds",
+                "Last update check attempt",
+                v(),
+            ),
+            last_success: reg(
+                &mut r,
+                "last_successful_check_timestamp_seconds",
+                "Last update check the server answered",
+                v(),
+            ),
+            next_check: reg(
+                &mut r,
+                "next_check_timestamp_seconds",
+                "Next scheduled check (0: none)",
+                v(),
+            ),
+            checks: reg(&mut r, "checks", "Update checks by outcome", c()),
+            errors: reg(
+                &mut r,
+                "errors",
+                "Failed checks and installs by stable error kind",
+                c(),
+            ),
+            downloaded: reg(
+                &mut r,
+                "downloaded_bytes",
+                "Bytes downloaded by image and payload",
+                c(),
+            ),
+            install_seconds: reg(
+                &mut r,
+                "install_duration_seconds",
+                "From the accepted offer to staged or failed, by result",
+                durations,
+            ),
+            deny_list: reg(
+                &mut r,
+                "deny_list_entries",
+                "Versions on the local deny list",
+                v(),
+            ),
+            gate_verdicts: reg(
+                &mut r,
+                "health_gate_verdicts",
+                "Post-boot health gate verdicts",
+                c(),
+            ),
+            install_started: Mutex::new(None),
+            registry: r,
+        }
+    }
+}
+
 impl Metrics {
     /// Every family registered, the status IDLE.
     pub fn new() -> Self {
-        let mut r = Registry::default();
-        let p = "update_agent_";
-        let gauges = |r: &mut Registry, name: &str, help: &str| {
-            let g = Gauges::default();
-            r.register(format!("{p}{name}"), help, g.clone());
-            g
-        };
-        let value = |r: &mut Registry, name: &str, help: &str| {
-            let g = Value::default();
-            r.register(format!("{p}{name}"), help, g.clone());
-            g
-        };
-        let counters = |r: &mut Registry, name: &str, help: &str| {
-            let c = Counters::default();
-            r.register(format!("{p}{name}"), help, c.clone());
-            c
-        };
-        let build_info = gauges(
-            &mut r,
-            "build_info",
-            "Agent version, OS version, board and channel (value 1)",
-        );
-        let status = gauges(
-            &mut r,
-            "status",
-            "1 for the current update_engine operation, 0 for the others",
-        );
-        let staged = gauges(
-            &mut r,
-            "staged_version_info",
-            "The version staged for the next boot (value 1)",
-        );
-        let last_check = value(
-            &mut r,
-            "last_check_timestamp_seconds",
-            "Unix time of the last update check attempt",
-        );
-        let last_success = value(
-            &mut r,
-            "last_successful_check_timestamp_seconds",
-            "Unix time of the last update check the server answered",
-        );
-        let next_check = value(
-            &mut r,
-            "next_check_timestamp_seconds",
-            "Unix time of the next scheduled update check (0: none)",
-        );
-        let checks = counters(
-            &mut r,
-            "checks",
-            "Update checks by outcome (no_update, update, error)",
-        );
-        let errors = counters(
-            &mut r,
-            "errors",
-            "Failed checks and installs by stable error kind",
-        );
-        let downloaded = counters(
-            &mut r,
-            "downloaded_bytes",
-            "Bytes downloaded by image (os, extension) and payload (full, delta)",
-        );
-        let install_seconds: Family<Labels, Histogram> =
-            Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 13)));
-        r.register(
-            format!("{p}install_duration_seconds"),
-            "Install time from the accepted offer to staged or failed, by result",
-            install_seconds.clone(),
-        );
-        let deny_list = value(
-            &mut r,
-            "deny_list_entries",
-            "Versions on the local deny list",
-        );
-        let gate_verdicts = counters(
-            &mut r,
-            "health_gate_verdicts",
-            "Post-boot health gate verdicts (blessed, fell_back, no_fallback, rolled_back)",
-        );
+        let inner = Inner::register(Registry::default());
         for op in Operation::ALL {
-            status
-                .get_or_create(&label("operation", op.as_str()))
-                .set(0.0);
+            let labels = label("operation", op.as_str());
+            inner.status.get_or_create(&labels).set(0.0);
         }
         Metrics {
-            inner: Arc::new(Inner {
-                registry: r,
-                build_info,
-                status,
-                staged,
-                last_check,
-                last_success,
-                next_check,
-                checks,
-                errors,
-                downloaded,
-                install_seconds,
-                deny_list,
-                gate_verdicts,
-                install_started: Mutex::new(None),
-            }),
+            inner: Arc::new(inner),
         }
         .with_status(&State::Idle)
     }
