@@ -26,6 +26,9 @@ declare -A tools=(
   [systemd-tmpfiles]=systemd
   [script]=bsdutils
   [curl]=curl
+  [mksquashfs]=squashfs-tools
+  [unsquashfs]=squashfs-tools
+  [systemd-dissect]=systemd-container
 )
 extra_pkgs=()
 source tests/lib/need-tools.sh

@@ -350,6 +350,15 @@ pub fn client_bin() -> PathBuf {
 }
 
 fn build_bin(name: &str) -> PathBuf {
+    let bin = build_bins(&["-p", "update-agent", "--bin", name]).join(name);
+    assert!(bin.exists(), "{} missing after build", bin.display());
+    bin
+}
+
+/// `cargo build ARGS` with the same cargo, target directory and profile as
+/// the tests (so the binaries are never stale); returns the directory the
+/// binaries are in.
+pub fn build_bins(args: &[&str]) -> PathBuf {
     // target/<profile>/deps/<test-binary>
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
@@ -358,16 +367,15 @@ fn build_bin(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace())
-        .args(["build", "--quiet", "-p", "update-agent", "--bin", name])
+        .args(["build", "--quiet"])
+        .args(args)
         .env("CARGO_TARGET_DIR", &target_dir);
     if release {
         cmd.arg("--release");
     }
     let status = cmd.status().expect("cargo build");
-    assert!(status.success(), "building {name} failed");
-    let bin = profile_dir.join(name);
-    assert!(bin.exists(), "{} missing after build", bin.display());
-    bin
+    assert!(status.success(), "cargo build {args:?} failed");
+    profile_dir
 }
 
 /// `update_engine_client ARGS` against the bus at `address`.
