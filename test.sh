@@ -29,6 +29,7 @@ declare -A tools=(
   [mksquashfs]=squashfs-tools
   [unsquashfs]=squashfs-tools
   [systemd-dissect]=systemd-container
+  [/usr/bin/jsonschema]=python3-jsonschema
 )
 extra_pkgs=()
 source tests/lib/need-tools.sh

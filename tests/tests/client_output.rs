@@ -51,7 +51,7 @@ fn status_and_json_are_exact() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "{\"booted_slot\":\"\",\"channel\":\"stable\",\"current_operation\":\"UPDATE_STATUS_IDLE\",\"current_version\":\"3510.2.0\",\"last_checked_time\":0,\"last_error\":null,\"new_size\":0,\"new_version\":\"0.0.0\",\"progress\":0.0}\n"
+        "{\"booted_slot\":\"\",\"channel\":\"stable\",\"current_operation\":\"UPDATE_STATUS_IDLE\",\"current_version\":\"3510.2.0\",\"deny_list\":[],\"last_checked_time\":0,\"last_error\":null,\"new_size\":0,\"new_version\":\"0.0.0\",\"next_check_time\":null,\"progress\":0.0,\"schema_version\":1,\"slots\":[],\"staged_version\":null}\n"
     );
     // No action: update_engine_client logs "Done." and exits 0.
     let o = output(&mut client(f.address(), &[]));

@@ -195,41 +195,89 @@ fn agent_call(method: &str) -> String {
     format!("{AGENT_INTERFACE}.{method}")
 }
 
+/// `-json`'s `schema_version`: raised only when a field changes meaning or
+/// goes away (added fields keep it). The schema is
+/// `docs/status.schema.json`.
+const STATUS_SCHEMA_VERSION: u32 = 1;
+
+/// `-json` (without `-deny_list`): the Manager's status plus, when the
+/// engine has the agent's interface and the caller may read it, the node's
+/// slots, schedule, deny list and last error.
 async fn status_json(client: &Client) -> Result<serde_json::Value, Failure> {
     let s = client.status().await?;
+    let staged = s.current_operation == "UPDATE_STATUS_UPDATED_NEED_REBOOT";
     let mut v = serde_json::json!({
-        "last_checked_time": s.last_checked_time,
-        "progress": s.progress,
+        "schema_version": STATUS_SCHEMA_VERSION,
         "current_operation": s.current_operation,
+        "progress": s.progress,
         "new_version": s.new_version,
         "new_size": s.new_size,
+        "last_checked_time": s.last_checked_time,
+        "staged_version": if staged { Some(&s.new_version) } else { None },
     });
-    // The agent's properties, when the running engine has them and the
-    // caller may read them.
     let a = &client.agent;
-    if let (Ok(channel), Ok(current), Ok(slot)) = (
+    let (Ok(channel), Ok(current), Ok(slot)) = (
         a.channel().await,
         a.current_version().await,
         a.booted_slot().await,
-    ) {
-        v["channel"] = channel.into();
-        v["current_version"] = current.into();
-        v["booted_slot"] = slot.into();
-        if let Some((kind, message, code)) = client.last_error().await {
-            v["last_error"] = if kind.is_empty() {
-                serde_json::Value::Null
-            } else {
-                serde_json::json!({
-                    "kind": kind,
-                    "message": message,
-                    "code": code,
-                    // `9 DownloadTransferError [TestOmahaUrl]`: the code and its flags by name.
-                    "code_name": omaha::NamedErrorCode(code).to_string(),
-                })
-            };
-        }
+    ) else {
+        return Ok(v);
+    };
+    v["channel"] = channel.into();
+    v["current_version"] = current.into();
+    v["booted_slot"] = slot.into();
+    let next = a.next_check_time().await.unwrap_or(0);
+    v["next_check_time"] = (next > 0).then_some(next).into();
+    v["slots"] = a
+        .slots()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(label, priority, tries, successful, version)| {
+            serde_json::json!({
+                "label": label,
+                "priority": priority,
+                "tries": tries,
+                "successful": successful,
+                "version": (!version.is_empty()).then_some(version),
+            })
+        })
+        .collect();
+    v["deny_list"] = deny_json(a.deny_list().await.unwrap_or_default());
+    if let Some((kind, message, code)) = client.last_error().await {
+        v["last_error"] = (!kind.is_empty())
+            .then(|| error_json(&kind, &message, code))
+            .into();
     }
     Ok(v)
+}
+
+fn deny_json(entries: Vec<(String, u64, String)>) -> serde_json::Value {
+    entries
+        .into_iter()
+        .map(|(v, since, reason)| serde_json::json!({"version": v, "since": since, "reason": reason}))
+        .collect()
+}
+
+/// The last error with its code decoded: the base code's number and name,
+/// and the flag bits by name.
+fn error_json(kind: &str, message: &str, code: u32) -> serde_json::Value {
+    let named = omaha::NamedErrorCode(code);
+    let name = named.base().map_or("Unknown".to_string(), |b| {
+        let text = b.to_string();
+        text.split_once(' ')
+            .map_or(text.clone(), |(_, n)| n.to_string())
+    });
+    serde_json::json!({
+        "kind": kind,
+        "message": message,
+        "code": code,
+        // `9 DownloadTransferError [TestOmahaUrl]`: the code and its flags by name.
+        "code_name": named.to_string(),
+        "base_code": named.base_code(),
+        "name": name,
+        "flags": named.flags().names().collect::<Vec<_>>(),
+    })
 }
 
 async fn run(args: Args) -> Result<ExitCode, Failure> {
@@ -336,11 +384,7 @@ async fn agent_action(client: &Client, args: &Args) -> Result<Option<ExitCode>, 
             .await
             .map_err(|e| explain(&e, &format!("{AGENT_INTERFACE}.DenyList")))?;
         if args.json {
-            let items: Vec<_> = list
-                .iter()
-                .map(|(v, since, reason)| serde_json::json!({"version": v, "since": since, "reason": reason}))
-                .collect();
-            println!("{}", serde_json::Value::Array(items));
+            println!("{}", deny_json(list));
         } else {
             for (version, since, reason) in list {
                 println!("{version}\t{since}\t{reason}");

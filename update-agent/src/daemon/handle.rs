@@ -24,6 +24,7 @@ pub(super) struct HandleInner {
     pub(super) commands: mpsc::UnboundedSender<Queued>,
     last_error: Mutex<Option<LastError>>,
     last_checked: AtomicI64,
+    next_check: AtomicI64,
     cancel: Mutex<Arc<AtomicBool>>,
 }
 
@@ -65,6 +66,7 @@ impl Handle {
             commands,
             last_error: Mutex::new(None),
             last_checked: AtomicI64::new(0),
+            next_check: AtomicI64::new(0),
             cancel: Mutex::new(Arc::default()),
         };
         (
@@ -122,6 +124,15 @@ impl Handle {
 
     pub(super) fn set_last_checked(&self, unix: i64) {
         self.inner.last_checked.store(unix, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_next_check(&self, unix: i64) {
+        self.inner.next_check.store(unix, Ordering::Relaxed);
+    }
+
+    /// Unix time of the next scheduled update check (0 = none scheduled).
+    pub fn next_check_time(&self) -> i64 {
+        self.inner.next_check.load(Ordering::Relaxed)
     }
 
     /// The last failure.

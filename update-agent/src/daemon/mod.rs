@@ -200,8 +200,7 @@ impl Daemon {
         let delay = crate::schedule::first_check_delay(&self.settings.schedule, &mut self.rng);
         if self.settings.schedule.enabled {
             self.next_check = Some(Instant::now() + delay);
-            let at = crate::fsutil::unix_now() + delay.as_secs();
-            self.metrics.set_next_check(at);
+            self.note_next_check(delay);
         }
         let (root, settings) = (self.root.clone(), self.settings.clone());
         let mark_good = tokio::spawn(async move {
@@ -306,6 +305,14 @@ impl Daemon {
             ),
             Err(e) => tracing::warn!("booted slot unknown: {}", crate::error_chain(&e)),
         }
+    }
+
+    /// The next scheduled check, for `-json` and the metrics.
+    fn note_next_check(&self, delay: Duration) {
+        let at = crate::fsutil::unix_now() + delay.as_secs();
+        self.metrics.set_next_check(at);
+        self.handle
+            .set_next_check(i64::try_from(at).unwrap_or(i64::MAX));
     }
 
     /// The metrics read from the node rather than from transitions: the
@@ -442,8 +449,7 @@ impl Daemon {
                     );
                     self.last_interval = next.interval;
                     self.next_check = Some(Instant::now() + next.delay);
-                    let at = crate::fsutil::unix_now() + next.delay.as_secs();
-                    self.metrics.set_next_check(at);
+                    self.note_next_check(next.delay);
                     tracing::info!("next update check in {:?}", next.delay);
                 }
             }

@@ -223,6 +223,20 @@ impl<E: Engine> Agent<E> {
     }
 
     /// Versions never to install: `(version, since, reason)`.
+    /// Unix seconds of the next scheduled check (0: none). Read on demand:
+    /// no PropertiesChanged.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn next_check_time(&self) -> i64 {
+        self.engine.next_check_time()
+    }
+
+    /// Both USR slots: `(label, priority, tries, successful, version)`.
+    /// Read from the GPT on demand: no PropertiesChanged.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn slots(&self) -> Vec<super::SlotView> {
+        self.engine.slots()
+    }
+
     #[zbus(property)]
     fn deny_list(&self) -> Result<Vec<DenyEntry>, zbus::fdo::Error> {
         deny_entries(&*self.engine).map_err(|e| zbus::fdo::Error::Failed(e.to_string()))

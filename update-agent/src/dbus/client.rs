@@ -75,6 +75,12 @@ pub trait Agent {
     /// `(version, since, reason)`.
     #[zbus(property)]
     fn deny_list(&self) -> zbus::Result<Vec<(String, u64, String)>>;
+
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn next_check_time(&self) -> zbus::Result<i64>;
+
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn slots(&self) -> zbus::Result<Vec<(String, u8, u8, bool, String)>>;
 }
 
 /// A status tuple as received (the operation string kept as sent).

@@ -5,7 +5,7 @@
 use cgpt::slot::Slot;
 use tokio::sync::watch;
 
-use super::{Engine, EngineError, LastError};
+use super::{Engine, EngineError, LastError, SlotView};
 use crate::config::{FlatcarConfig, Root};
 use crate::daemon::Handle;
 use crate::denylist::DenyList;
@@ -93,5 +93,40 @@ impl Engine for DaemonEngine {
 
     fn last_error(&self) -> Option<LastError> {
         self.handle.last_error()
+    }
+
+    fn next_check_time(&self) -> i64 {
+        self.handle.next_check_time()
+    }
+
+    fn slots(&self) -> Vec<SlotView> {
+        let Some(boot) = &self.boot else {
+            return Vec::new();
+        };
+        let read = cgpt::FileDisk::open_ro(&boot.path)
+            .and_then(|mut d| cgpt::slot::read_slots(&mut d).map_err(std::io::Error::other));
+        let states = match read {
+            Ok(states) => states,
+            Err(e) => {
+                tracing::warn!("Slots: reading {}: {e}", boot.path.display());
+                return Vec::new();
+            }
+        };
+        let status = self.handle.status();
+        let staged =
+            (status.operation == fsm::Operation::UpdatedNeedReboot).then_some(status.new_version);
+        states
+            .iter()
+            .map(|st| {
+                let a = st.entry.attrs;
+                let version = if st.slot == boot.booted {
+                    self.current_version()
+                } else {
+                    staged.clone().unwrap_or_default()
+                };
+                let label = st.slot.label().to_string();
+                (label, a.priority(), a.tries(), a.successful(), version)
+            })
+            .collect()
     }
 }

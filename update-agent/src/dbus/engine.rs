@@ -82,6 +82,11 @@ impl EngineError {
     }
 }
 
+/// One USR slot for `Slots`: `(label, priority, tries, successful,
+/// version)`; the version is the running one for the booted slot, the
+/// staged one for a slot an update waits in, else empty (unknown).
+pub type SlotView = (String, u8, u8, bool, String);
+
 /// What the D-Bus service asks of the engine. Reads are cheap and
 /// synchronous; requests that may wait on the engine are async.
 pub trait Engine: Send + Sync + 'static {
@@ -123,6 +128,16 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The last failure since start, if any.
     fn last_error(&self) -> Option<LastError>;
+
+    /// Unix seconds of the next scheduled check (0 = none scheduled).
+    fn next_check_time(&self) -> i64 {
+        0
+    }
+
+    /// Both USR slots as GRUB sees them (empty when the disk is unknown).
+    fn slots(&self) -> Vec<SlotView> {
+        Vec::new()
+    }
 
     /// The release channel (`GROUP`) the next check uses.
     fn channel(&self) -> Result<String, EngineError> {

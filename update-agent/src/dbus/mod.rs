@@ -30,7 +30,7 @@ use zbus::connection::Builder;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::Value;
 
-pub use engine::{Engine, EngineError, LastError};
+pub use engine::{Engine, EngineError, LastError, SlotView};
 
 use agent::{Agent, Snapshot};
 use manager::Manager;
