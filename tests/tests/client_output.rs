@@ -136,14 +136,19 @@ fn update_on_a_terminal_shows_a_progress_bar() {
     );
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains("\r["), "{out:?}");
+    // indicatif's bar: the operation and version, bytes of the release
+    // done and in all, the rate and the time left.
+    assert!(out.contains("DOWNLOADING 3815.2.1 ["), "{out:?}");
+    assert!(out.contains(" MiB/437.01 MiB "), "{out:?}");
+    assert!(out.contains("B/s ETA "), "{out:?}");
     assert!(
-        out.contains("] 100.0% UPDATED_NEED_REBOOT 3815.2.1"),
+        out.contains("UPDATED_NEED_REBOOT 3815.2.1 [") && out.contains("437.01 MiB/437.01 MiB"),
         "{out:?}"
     );
-    assert!(out.contains("% DOWNLOADING 3815.2.1"), "{out:?}");
+    // Then the final status block on its own lines.
     assert!(
-        out.contains("CURRENT_OP=UPDATE_STATUS_UPDATED_NEED_REBOOT\r\n"),
+        out.contains("\nLAST_CHECKED_TIME=")
+            && out.contains("CURRENT_OP=UPDATE_STATUS_UPDATED_NEED_REBOOT\r\n"),
         "{out:?}"
     );
 }

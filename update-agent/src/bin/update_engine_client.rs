@@ -6,7 +6,7 @@
 //! The bus comes from `DBUS_SYSTEM_BUS_ADDRESS` (else the system bus socket),
 //! as for every D-Bus client.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,7 @@ use std::pin::pin;
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use update_agent::dbus::client::{
-    AgentProxy, ManagerProxy, WireStatus, glog_prefix, progress_bar, status_block, watch_lines,
+    AgentProxy, ManagerProxy, WireStatus, glog_prefix, status_block, watch_lines,
 };
 use update_agent::dbus::{AGENT_INTERFACE, BUS_NAME, MANAGER_INTERFACE};
 use update_agent::fsm::Operation;
@@ -27,6 +27,8 @@ const POLL: Duration = Duration::from_secs(5);
 
 #[path = "update_engine_client/args.rs"]
 mod args;
+#[path = "update_engine_client/bar.rs"]
+mod bar;
 
 use args::{Args, USAGE, parse};
 
@@ -433,11 +435,11 @@ async fn update(client: &Client) -> Result<ExitCode, Failure> {
         .attempt_update()
         .await
         .map_err(|e| explain(&e, &call))?;
-    let tty = std::io::stdout().is_terminal();
+    // A bar on a terminal; status blocks otherwise, as update_engine_client.
+    let bar = std::io::stdout().is_terminal().then(bar::Bar::stdout);
     let mut saw_error_event = false;
     let mut seen_active = false;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
-    let mut bar_shown = false;
     let status = loop {
         let woke = match select(pin!(ticker.tick()), pin!(signals.next())).await {
             Either::Left(_) => None,
@@ -461,7 +463,9 @@ async fn update(client: &Client) -> Result<ExitCode, Failure> {
                 };
                 let op = s.operation();
                 saw_error_event |= op == Some(Operation::ReportingErrorEvent);
-                bar_shown |= show_bar(tty, &s);
+                if let Some(bar) = &bar {
+                    bar.show(&s);
+                }
                 let done = matches!(op, Some(Operation::Idle | Operation::UpdatedNeedReboot));
                 seen_active |= !done;
                 done && seen_active
@@ -473,17 +477,17 @@ async fn update(client: &Client) -> Result<ExitCode, Failure> {
         let s = client.status().await?;
         let op = s.operation();
         saw_error_event |= op == Some(Operation::ReportingErrorEvent);
-        bar_shown |= show_bar(tty, &s);
-        if !tty {
-            print!("{}", status_block(&s));
+        match &bar {
+            Some(bar) => bar.show(&s),
+            None => print!("{}", status_block(&s)),
         }
         if matches!(op, Some(Operation::Idle | Operation::UpdatedNeedReboot)) {
             break s;
         }
         seen_active = true;
     };
-    if bar_shown {
-        println!();
+    if let Some(bar) = &bar {
+        bar.finish();
         print!("{}", status_block(&status));
     }
     if status.operation() == Some(Operation::UpdatedNeedReboot) {
@@ -496,15 +500,6 @@ async fn update(client: &Client) -> Result<ExitCode, Failure> {
         error_before.as_ref(),
         error_after.as_ref(),
     ))
-}
-
-/// Redraws the progress bar on a terminal; true when it did.
-fn show_bar(tty: bool, s: &WireStatus) -> bool {
-    if tty {
-        print!("\r{}", progress_bar(s, 40));
-        let _ = std::io::stdout().flush();
-    }
-    tty
 }
 
 /// The exit status of an `-update` that ended in IDLE: a failure when an
@@ -536,6 +531,8 @@ async fn watch(client: &Client) -> Result<ExitCode, Failure> {
         .receive_status_update()
         .await
         .map_err(|e| explain(&e, "subscribing to StatusUpdate"))?;
+    // The log lines go to stderr; on a terminal a bar below them.
+    let bar = std::io::stderr().is_terminal().then(bar::Bar::stderr);
     while let Some(signal) = signals.next().await {
         let Ok(a) = signal.args() else { continue };
         let s = WireStatus {
@@ -545,8 +542,12 @@ async fn watch(client: &Client) -> Result<ExitCode, Failure> {
             new_version: a.new_version.clone(),
             new_size: a.new_size,
         };
-        for line in watch_lines(&s) {
-            log_info(line!(), &line);
+        match &bar {
+            Some(bar) => {
+                bar.suspend(|| watch_lines(&s).iter().for_each(|l| log_info(line!(), l)));
+                bar.show(&s);
+            }
+            None => watch_lines(&s).iter().for_each(|l| log_info(line!(), l)),
         }
     }
     Err(Failure(

@@ -1,8 +1,6 @@
 //! Client side: proxies for both interfaces and update_engine_client's
 //! output formats (pure functions, unit-tested here).
 
-use std::fmt::Write as _;
-
 use zbus::proxy;
 
 use super::throttle::StatusTuple;
@@ -200,29 +198,6 @@ pub fn watch_lines(s: &WireStatus) -> [String; 6] {
     ]
 }
 
-/// A one-line progress bar for terminals: `[#####     ]  50.0% DOWNLOADING 3815.2.1`.
-pub fn progress_bar(s: &WireStatus, width: usize) -> String {
-    let p = if s.progress.is_finite() {
-        s.progress.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let filled = ((p * width as f64).round() as usize).min(width);
-    let mut out = String::with_capacity(width + 48);
-    out.push('[');
-    out.extend(std::iter::repeat_n('#', filled));
-    out.extend(std::iter::repeat_n(' ', width - filled));
-    let op = s
-        .current_operation
-        .strip_prefix("UPDATE_STATUS_")
-        .unwrap_or(&s.current_operation);
-    let _ = write!(out, "] {:5.1}% {op}", p * 100.0);
-    if s.new_version != "0.0.0" {
-        let _ = write!(out, " {}", s.new_version);
-    }
-    out
-}
-
 /// glog's line prefix (`I0412 10:00:00.123456 12345 file:line] `), UTC.
 pub fn glog_prefix(
     severity: char,
@@ -331,22 +306,6 @@ mod tests {
         assert_eq!(
             lines.join("\n"),
             "Got status update:\n  last_checked_time: 1712854417\n  progress: 0.5\n  current_operation: UPDATE_STATUS_DOWNLOADING\n  new_version: 3815.2.1\n  new_size: 458234665"
-        );
-    }
-
-    #[test]
-    fn progress_bar_fills() {
-        assert_eq!(
-            progress_bar(&status(0.5), 10),
-            "[#####     ]  50.0% DOWNLOADING 3815.2.1"
-        );
-        assert_eq!(
-            progress_bar(&status(1.5), 4),
-            "[####] 100.0% DOWNLOADING 3815.2.1"
-        );
-        assert_eq!(
-            progress_bar(&status(f64::NAN), 2),
-            "[  ]   0.0% DOWNLOADING 3815.2.1"
         );
     }
 
