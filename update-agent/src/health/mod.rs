@@ -304,7 +304,12 @@ async fn judge<R: Reporter>(
         }
         Start::RolledBack { failed } => return gate.rolled_back(failed),
         Start::OnTrial => {
-            info!(slot = %env.booted, version = %env.version, "booted slot is on trial; running the health gate")
+            info!(
+                slot = %env.booted, version = %env.version,
+                "booted {} ({}) is on trial; running the health gate",
+                env.booted.label(),
+                env.version
+            )
         }
     }
     let failures = evaluate(env, cfg).await;
