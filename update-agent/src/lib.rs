@@ -17,6 +17,7 @@ mod fsutil;
 pub mod health;
 pub mod http;
 pub mod install;
+pub mod metrics;
 pub mod omaha_client;
 pub mod prefs;
 pub mod schedule;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! update-agent [daemon] [--root DIR] [--config FILE] [--once]
+//!              [--metrics-socket PATH | --no-metrics]
 //! update-agent health-gate [--root DIR] [--config FILE]
 //! ```
 //!
@@ -19,7 +20,8 @@ use std::sync::Arc;
 
 use update_agent::config::Root;
 use update_agent::config::settings::Settings;
-use update_agent::daemon::{Daemon, Outcome};
+use update_agent::daemon::{Daemon, Handle, Outcome};
+use update_agent::metrics::{NodeFiles, serve};
 use update_agent::dbus::daemon_engine::DaemonEngine;
 use update_agent::dbus::{self, Bus};
 use update_agent::slots::BootDisk;
@@ -50,6 +52,13 @@ struct DaemonArgs {
     /// Do not serve D-Bus (nodes or tests without a bus).
     #[arg(long, global = true)]
     no_dbus: bool,
+    /// Serve Prometheus metrics on this unix socket (a node path, under
+    /// --root).
+    #[arg(long, global = true, default_value = update_agent::metrics::DEFAULT_SOCKET)]
+    metrics_socket: PathBuf,
+    /// Do not serve metrics.
+    #[arg(long, global = true)]
+    no_metrics: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +133,33 @@ fn run_health_gate(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(outcome.exit_code()))
 }
 
+/// Serves the daemon's metrics on `--metrics-socket` (unless
+/// `--no-metrics`). A socket that cannot be set up is logged, not fatal:
+/// updates matter more than their metrics.
+fn serve_metrics(
+    args: &DaemonArgs,
+    root: &Root,
+    handle: &Handle,
+    files: NodeFiles,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if args.no_metrics {
+        return None;
+    }
+    let path = root.join(&args.metrics_socket);
+    match serve::bind(&path) {
+        Ok(listener) => {
+            tracing::info!("serving metrics on {}", path.display());
+            let server = serve::serve(listener, handle.metrics(), Some(files));
+            Some(tokio::spawn(server))
+        }
+        Err(e) => {
+            let e = update_agent::error_chain(&e);
+            tracing::error!("not serving metrics: {e}");
+            None
+        }
+    }
+}
+
 fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -150,14 +186,18 @@ fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(outcome.exit_code() as u8));
     }
+    let settings =
+        Settings::load_with(&root, args.config.as_deref()).context("loading settings")?;
+    let files = NodeFiles {
+        state_dir: root.join(&settings.state_dir),
+    };
+    let _metrics = rt.block_on(async { serve_metrics(args, &root, &daemon.handle(), files) });
     if args.no_dbus {
         rt.block_on(daemon.run());
         return Ok(ExitCode::SUCCESS);
     }
     // The D-Bus face (com.coreos.update1): locksmithd, FLUO and
     // update_engine_client talk to the daemon through it.
-    let settings =
-        Settings::load_with(&root, args.config.as_deref()).context("loading settings")?;
     let boot = match update_agent::slots::detect(&root, &settings) {
         Ok(plan) => Some(BootDisk {
             path: plan.disk,

@@ -123,6 +123,12 @@ impl Daemon {
         let marker = root.join(&settings.reboot_marker).exists();
         let state = State::initial(marker);
         let (handle, commands) = Handle::new(state.status());
+        handle.metrics().set_state(&state);
+        if let Ok(c) = crate::config::FlatcarConfig::load(&root) {
+            handle
+                .metrics()
+                .set_build_info(c.version(), c.board(), c.group());
+        }
         let prefs = settings.prefs(&root);
         if let Ok(Some(t)) = prefs.get_i64(crate::prefs::LAST_CHECKED_TIME) {
             handle.set_last_checked(t);
@@ -186,7 +192,7 @@ impl Daemon {
         self.log_summary();
         let delay = crate::schedule::first_check_delay(&self.settings.schedule, &mut self.rng);
         if self.settings.schedule.enabled {
-            self.next_check = Some(Instant::now() + delay);
+            self.arm_check(Some(Instant::now() + delay));
         }
         let (root, settings) = (self.root.clone(), self.settings.clone());
         let mark_good = tokio::spawn(async move {
@@ -244,7 +250,7 @@ impl Daemon {
                     }
                 }
                 _ = sleep_until(next), if next.is_some() => {
-                    self.next_check = None;
+                    self.arm_check(None);
                     self.take_command(Command::ScheduledCheck);
                 }
             }
@@ -344,6 +350,7 @@ impl Daemon {
             _ => {}
         }
         self.state = next;
+        self.handle.metrics().set_state(&self.state);
         for effect in effects {
             self.execute(effect).await;
         }
@@ -405,11 +412,21 @@ impl Daemon {
                         &mut self.rng,
                     );
                     self.last_interval = next.interval;
-                    self.next_check = Some(Instant::now() + next.delay);
+                    self.arm_check(Some(Instant::now() + next.delay));
                     tracing::info!("next update check in {:?}", next.delay);
                 }
             }
         }
+    }
+
+    /// Arms (or disarms) the check timer, and says when in the metrics.
+    fn arm_check(&mut self, at: Option<Instant>) {
+        self.next_check = at;
+        let unix = at.map(|t| {
+            let wait = t.saturating_duration_since(Instant::now());
+            crate::fsutil::unix_now() + wait.as_secs()
+        });
+        self.handle.metrics().set_next_check(unix);
     }
 
     /// The request attributes: the node's identity, and whether this node

@@ -288,6 +288,7 @@ pub async fn run<R: Reporter>(
         Start::AlreadyGood => {
             info!(slot = %env.booted, "booted slot is already good; nothing to do");
             write_steady(&env.root, &env.version)?;
+            gate.note("already_good");
             return Ok(Outcome::AlreadyGood);
         }
         Start::RolledBack { failed } => return gate.rolled_back(failed),
@@ -302,6 +303,7 @@ pub async fn run<R: Reporter>(
             info!(slot = %env.booted, "health gate passed; slot marked good");
             report_success(reporter, &gate.prefs, &env.version).await;
             write_steady(&env.root, &env.version)?;
+            gate.note("blessed");
             Ok(Outcome::Blessed)
         }
         Verdict::FallBack { to } => gate.fall_back(cfg, reporter, to, failures).await,
@@ -313,6 +315,7 @@ pub async fn run<R: Reporter>(
                 omaha::ErrorFlags::NONE,
             );
             report(reporter, event).await;
+            gate.note("no_fallback");
             Ok(Outcome::NoFallback { failures })
         }
     }
@@ -337,6 +340,15 @@ impl<'a> Gate<'a> {
         }
     }
 
+    /// Counts `verdict` for the daemon's metrics; best effort (the verdict
+    /// itself is already carried out).
+    fn note(&self, verdict: &str) {
+        let path = self.state_dir.join(crate::metrics::verdicts::FILE);
+        if let Err(e) = crate::metrics::verdicts::record(&path, verdict) {
+            warn!("cannot record the verdict in {}: {e}", path.display());
+        }
+    }
+
     fn open(&self) -> Result<FileDisk, HealthError> {
         FileDisk::open_rw(&self.env.disk).map_err(|source| HealthError::Open {
             path: self.env.disk.clone(),
@@ -355,6 +367,7 @@ impl<'a> Gate<'a> {
             self.deny.add(v, &reason, crate::fsutil::unix_now())?;
         }
         write_steady(&self.env.root, &self.env.version)?;
+        self.note("rolled_back");
         Ok(Outcome::RolledBack {
             failed,
             denied: version,
@@ -385,6 +398,8 @@ impl<'a> Gate<'a> {
         self.prefs
             .set(prefs::PREVIOUS_VERSION, "")
             .map_err(io_err("clearing previous-version"))?;
+        // Before the reboot, which may end this process.
+        self.note("fell_back");
         let reboot = reboot(env, cfg, &self.state_dir);
         Ok(Outcome::FellBack {
             to,

@@ -31,6 +31,7 @@ use super::sysext::plan::{self, NodeFacts};
 use super::{InstallError, InstallJob};
 use crate::download::{self, ChannelReader, DownloadError, DownloadOptions, Source};
 use crate::fsm::Event;
+use crate::metrics::{ByteCounter, Image, Metrics};
 use crate::slots::{PartitionStorage, SlotPlan};
 
 /// The apply pipeline's in-flight budget in the daemon: half the payload
@@ -54,6 +55,8 @@ pub struct Net {
     pub client: reqwest::Client,
     /// Set to abort.
     pub cancel: Arc<AtomicBool>,
+    /// Received bytes are counted here.
+    pub metrics: Metrics,
 }
 
 /// A checkpoint tied to the payload and the target slot it belongs to.
@@ -184,7 +187,8 @@ impl Stream<'_> {
     /// `[start, end)` of the payload from the answer's URLs.
     fn download(&self, start: u64, end: u64) -> Result<ChannelReader, InstallError> {
         let p = self.payload;
-        Ok(download(self.net, self.job, &p.urls, p.size, start, end))
+        let counter = self.net.metrics.download_counter(Image::Usr, p.delta);
+        Ok(download(self.net, self.job, (&p.urls, counter), p.size, start, end))
     }
 
     fn progress<R: Read>(&self, inner: R, pos: u64) -> Progress<'_, R> {
@@ -281,7 +285,7 @@ impl Stream<'_> {
 pub(super) fn download(
     net: &Net,
     job: &InstallJob,
-    urls: &[String],
+    (urls, received): (&[String], ByteCounter),
     size: u64,
     start: u64,
     end: u64,
@@ -295,6 +299,7 @@ pub(super) fn download(
             .collect(),
         credentials: job.credentials.clone(),
         size,
+        received: Some(received),
     });
     let opts = DownloadOptions::from_settings(&job.settings);
     download::spawn(&net.rt, source, start, end, opts, net.cancel.clone())

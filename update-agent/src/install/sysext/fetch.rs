@@ -22,6 +22,7 @@ use super::{OemDir, PARTIAL_SUFFIX, SysextError};
 use crate::config::Root;
 use crate::fsm::Event;
 use crate::install::stream::{self, Progress};
+use crate::metrics::Image;
 use crate::install::{InstallError, InstallJob, Net, Reporter};
 
 /// Everything fetching an image needs; `done` counts the bytes of every
@@ -152,7 +153,14 @@ impl Fetcher<'_> {
     fn apply(&self, package: &Package, file: File) -> Result<(), InstallError> {
         let info = &self.job.info;
         let urls = info.package_urls(package);
-        let body = stream::download(self.net, self.job, &urls, package.size, 0, package.size);
+        let image = if package.name.starts_with("oem-") {
+            Image::Oem
+        } else {
+            Image::Extension
+        };
+        let received = self.net.metrics.download_counter(image, false);
+        let size = package.size;
+        let body = stream::download(self.net, self.job, (&urls, received), size, 0, size);
         let progress = Progress::new(body, self.done.get(), self.report);
         let mut slot = payload::Slot::new(file);
         slot.truncate = true;
