@@ -25,6 +25,8 @@ declare -A tools=(
   [systemd-analyze]=systemd
   [systemd-tmpfiles]=systemd
   [script]=bsdutils
+  [curl]=curl
+  [promtool]=prometheus
 )
 missing=()
 for cmd in "${!tools[@]}"; do

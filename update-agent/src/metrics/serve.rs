@@ -65,8 +65,15 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
         let path = p.display().to_string();
         move |source| BindError::Io { what, path, source }
     };
-    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
-        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    // Every directory created here is 0755 whatever the umask, so that
+    // other users can reach the socket; existing ones are left as they are.
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .skip(1)
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    for dir in missing.into_iter().rev() {
+        std::fs::create_dir(dir).map_err(io("creating", dir))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .map_err(io("setting the mode of", dir))?;
     }
