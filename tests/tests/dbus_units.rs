@@ -69,4 +69,10 @@ fn tmpfiles_creates_the_state_directories() {
     ] {
         assert!(dir.path().join(d).is_dir(), "{d}");
     }
+    // Unprivileged scrapers reach the metrics sockets.
+    use std::os::unix::fs::PermissionsExt;
+    for d in ["run/update-agent", "run/update-agent/public"] {
+        let meta = std::fs::metadata(dir.path().join(d)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o755, "{d}");
+    }
 }

@@ -43,6 +43,13 @@ pub enum BindError {
         /// The path.
         path: String,
     },
+    /// Another process answers on the socket (a second daemon); it is
+    /// left alone.
+    #[error("{path} is in use by another process")]
+    InUse {
+        /// The path.
+        path: String,
+    },
     /// Creating the directory, removing a stale socket, binding or setting
     /// the mode failed.
     #[error("{what} {path}")]
@@ -79,6 +86,11 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(BindError::InUse {
+                    path: path.display().to_string(),
+                });
+            }
             std::fs::remove_file(path).map_err(io("removing the stale socket", path))?;
         }
         Ok(_) => {
@@ -158,4 +170,47 @@ fn respond(
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn bind_opens_the_socket_to_everyone_and_replaces_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/update-agent/public/metrics.sock");
+        let first = bind(&path).unwrap();
+        assert_eq!(mode(&path), 0o666);
+        for d in ["run", "run/update-agent", "run/update-agent/public"] {
+            assert_eq!(mode(&dir.path().join(d)), 0o755, "{d}");
+        }
+        // A live server is not displaced …
+        let e = bind(&path).unwrap_err();
+        assert!(matches!(e, BindError::InUse { .. }), "{e}");
+        drop(first);
+        // … the file of a daemon that died is replaced.
+        assert!(path.exists());
+        let _second = bind(&path).unwrap();
+        assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
+    }
+
+    #[tokio::test]
+    async fn bind_leaves_anything_else_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.sock");
+        std::fs::write(&path, "an admin's file").unwrap();
+        let e = bind(&path).unwrap_err();
+        assert!(matches!(e, BindError::NotASocket { .. }), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "an admin's file");
+        let existing = dir.path().join("mine");
+        std::fs::create_dir(&existing).unwrap();
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let _l = bind(&existing.join("m.sock")).unwrap();
+        assert_eq!(mode(&existing), 0o700, "an existing directory keeps its mode");
+    }
 }
