@@ -27,7 +27,7 @@ fn monitoring() -> std::path::PathBuf {
 fn alert_rules_load_and_their_unit_tests_pass() {
     let o = promtool(&["check", "rules", "alerts.yml"], &monitoring());
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("SUCCESS: 5 rules found"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("SUCCESS: 6 rules found"), "{}", stdout(&o));
     let o = promtool(&["test", "rules", "alerts.test.yml"], &monitoring());
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }

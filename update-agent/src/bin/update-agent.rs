@@ -21,7 +21,8 @@ use std::sync::Arc;
 use update_agent::config::Root;
 use update_agent::config::settings::Settings;
 use update_agent::daemon::{Daemon, Handle, Outcome};
-use update_agent::metrics::{NodeFiles, serve};
+use ab_node::metrics_socket as serve;
+use update_agent::metrics::NodeFiles;
 use update_agent::dbus::daemon_engine::DaemonEngine;
 use update_agent::dbus::{self, Bus};
 use update_agent::slots::BootDisk;
@@ -149,7 +150,7 @@ fn serve_metrics(
     match serve::bind(&path) {
         Ok(listener) => {
             tracing::info!("serving metrics on {}", path.display());
-            let server = serve::serve(listener, handle.metrics(), Some(files));
+            let server = serve::serve(listener, files.render(handle.metrics()));
             Some(tokio::spawn(server))
         }
         Err(e) => {

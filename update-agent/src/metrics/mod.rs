@@ -1,7 +1,8 @@
 //! The daemon's Prometheus metrics: what it already knows (status, check
 //! times and results, errors, downloaded bytes, install durations, the
 //! deny list, the health gate's verdicts), kept in a
-//! [`prometheus_client`] registry and served as text by [`serve`].
+//! [`prometheus_client`] registry and served as text on a unix socket by
+//! [`ab_node::metrics_socket`].
 //!
 //! Every label takes values from a closed set (statuses, check results,
 //! image kinds, the agent's stable error kinds, gate verdicts), so the
@@ -14,7 +15,6 @@
 //! files other processes write (the deny list, the gate's verdicts) at
 //! scrape time.
 
-pub mod serve;
 pub mod verdicts;
 
 use std::path::PathBuf;
@@ -30,8 +30,8 @@ use prometheus_client::registry::Registry;
 
 use crate::fsm::{Operation, State};
 
-/// The default socket (node path): `public` is the directory unprivileged
-/// scrapers may enter.
+/// The default socket (node path), in [`ab_node::metrics_socket::PUBLIC_DIR`]
+/// (served by [`ab_node::metrics_socket`]).
 pub const DEFAULT_SOCKET: &str = "/run/update-agent/public/metrics.sock";
 
 /// A byte counter shared with the download loop.
@@ -357,6 +357,15 @@ pub struct NodeFiles {
 }
 
 impl NodeFiles {
+    /// What the socket serves: the files read again, then the text.
+    pub fn render(self, m: Metrics) -> ab_node::metrics_socket::Render {
+        // Two small files; reading them inline keeps the numbers current.
+        std::sync::Arc::new(move || {
+            self.refresh(&m);
+            m.encode()
+        })
+    }
+
     /// Reads the deny list and the gate's verdicts into `m`.
     pub fn refresh(&self, m: &Metrics) {
         let deny = crate::denylist::DenyList::in_dir(&self.state_dir);

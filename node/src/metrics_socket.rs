@@ -1,6 +1,7 @@
 //! `GET /metrics` over HTTP/1 on a unix socket (hyper), for unprivileged
-//! scrapers: the daemon runs as root, the socket is mode 0666 in a 0755
-//! directory. A socket rather than a TCP port: nothing is exposed to the
+//! scrapers of the update agent and the reboot coordinator: they run as
+//! root, the socket is mode 0666 in a 0755 directory
+//! ([`PUBLIC_DIR`]). A socket rather than a TCP port: nothing is exposed to the
 //! network unless the admin proxies it, and file modes say who may read.
 //!
 //! Anyone on the node may connect, so the server is bounded: at most
@@ -25,13 +26,18 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 
-use super::{Metrics, NodeFiles};
+
+/// The directory of the metrics sockets (node path).
+pub const PUBLIC_DIR: &str = "/run/update-agent/public";
+
+/// Renders the exposition for one scrape.
+pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Connections served at the same time.
 pub const MAX_CONNECTIONS: usize = 8;
 /// How long one connection may stay open (a scrape takes milliseconds).
 pub const CONNECTION_TIME: Duration = Duration::from_secs(10);
-/// What [`prometheus_client`]'s text encoder writes.
+/// What `prometheus_client`'s text encoder writes.
 const CONTENT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Why the socket could not be set up.
@@ -108,9 +114,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
     Ok(listener)
 }
 
-/// Serves `metrics` on `listener` until the task is dropped; `files` are
-/// read again before each answer.
-pub async fn serve(listener: UnixListener, metrics: Metrics, files: Option<NodeFiles>) {
+/// Serves what `render` returns on `listener` until the task is dropped.
+pub async fn serve(listener: UnixListener, render: Render) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
@@ -126,10 +131,10 @@ pub async fn serve(listener: UnixListener, metrics: Metrics, files: Option<NodeF
             tracing::debug!("metrics socket: too many connections, closing one");
             continue;
         };
-        let (metrics, files) = (metrics.clone(), files.clone());
+        let render = render.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let answer = respond(&metrics, files.as_ref(), &req);
+                let answer = respond(&render, &req);
                 async move { Ok::<_, Infallible>(answer) }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
@@ -143,11 +148,7 @@ pub async fn serve(listener: UnixListener, metrics: Metrics, files: Option<NodeF
     }
 }
 
-fn respond(
-    metrics: &Metrics,
-    files: Option<&NodeFiles>,
-    req: &Request<Incoming>,
-) -> Response<Full<Bytes>> {
+fn respond(render: &Render, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let plain = |status: StatusCode, text: &'static str| {
         let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
         *r.status_mut() = status;
@@ -162,11 +163,7 @@ fn respond(
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    if let Some(files) = files {
-        // Two small files; reading them inline keeps the numbers current.
-        files.refresh(metrics);
-    }
-    let mut r = Response::new(Full::new(Bytes::from(metrics.encode())));
+    let mut r = Response::new(Full::new(Bytes::from(render())));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT));
     r
