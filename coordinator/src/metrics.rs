@@ -85,7 +85,9 @@ impl Metrics {
             pending_since.clone(),
         );
         for s in STATES {
-            state.get_or_create(&[("state", s)]).set(i64::from(s == "starting"));
+            state
+                .get_or_create(&[("state", s)])
+                .set(i64::from(s == "starting"));
         }
         for r in ["acquired", "busy", "error"] {
             let _ = attempts.get_or_create(&[("result", r)]);
@@ -174,21 +176,57 @@ mod tests {
         m.observe(a0, &Event::LockFailed("down".into()), p0);
         m.observe(p0, &Event::Woke, a0);
         tokio::time::advance(std::time::Duration::from_secs(30)).await;
-        m.observe(a0, &Event::Busy("full".into()), State::Pending { attempt: 1 });
-        m.observe(State::Pending { attempt: 1 }, &Event::Woke, State::Acquiring { attempt: 1 });
+        m.observe(
+            a0,
+            &Event::Busy("full".into()),
+            State::Pending { attempt: 1 },
+        );
+        m.observe(
+            State::Pending { attempt: 1 },
+            &Event::Woke,
+            State::Acquiring { attempt: 1 },
+        );
         let text = m.encode();
-        assert_eq!(line(&text, r#"update_coordinator_state{state="reboot-planned"}"#), "1");
-        assert_ne!(line(&text, "update_coordinator_reboot_pending_since_timestamp_seconds"), "0");
+        assert_eq!(
+            line(&text, r#"update_coordinator_state{state="reboot-planned"}"#),
+            "1"
+        );
+        assert_ne!(
+            line(
+                &text,
+                "update_coordinator_reboot_pending_since_timestamp_seconds"
+            ),
+            "0"
+        );
         tokio::time::advance(std::time::Duration::from_secs(90)).await;
-        m.observe(State::Acquiring { attempt: 1 }, &Event::Acquired, State::Warning);
+        m.observe(
+            State::Acquiring { attempt: 1 },
+            &Event::Acquired,
+            State::Warning,
+        );
         let text = m.encode();
-        assert_eq!(line(&text, "update_coordinator_reboot_lock_wait_seconds_sum"), "120.0");
-        assert_eq!(line(&text, "update_coordinator_reboot_lock_wait_seconds_count"), "1");
+        assert_eq!(
+            line(&text, "update_coordinator_reboot_lock_wait_seconds_sum"),
+            "120.0"
+        );
+        assert_eq!(
+            line(&text, "update_coordinator_reboot_lock_wait_seconds_count"),
+            "1"
+        );
         let busy = r#"update_coordinator_reboot_lock_attempts_total{result="busy"}"#;
         assert_eq!(line(&text, busy), "1");
         let error = r#"update_coordinator_reboot_lock_attempts_total{result="error"}"#;
         assert_eq!(line(&text, error), "1");
-        assert_eq!(line(&text, r#"update_coordinator_state{state="rebooting"}"#), "1");
-        assert_eq!(line(&text, "update_coordinator_reboot_pending_since_timestamp_seconds"), "0");
+        assert_eq!(
+            line(&text, r#"update_coordinator_state{state="rebooting"}"#),
+            "1"
+        );
+        assert_eq!(
+            line(
+                &text,
+                "update_coordinator_reboot_pending_since_timestamp_seconds"
+            ),
+            "0"
+        );
     }
 }

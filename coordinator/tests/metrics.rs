@@ -79,25 +79,50 @@ async fn reboot_lock_waits_are_exported() {
     let state = |s: &Scrape, st| value(s, "update_coordinator_state", Some(("state", st)));
     assert_eq!(state(&s, "reboot-planned"), 1.0);
     assert_eq!(state(&s, "rebooting"), 0.0);
-    let since = value(&s, "update_coordinator_reboot_pending_since_timestamp_seconds", None);
+    let since = value(
+        &s,
+        "update_coordinator_reboot_pending_since_timestamp_seconds",
+        None,
+    );
     assert!(since > 0.0);
     let acquired = ("result", "acquired");
     let attempts = "update_coordinator_reboot_lock_attempts_total";
     assert_eq!(value(&s, attempts, Some(acquired)), 0.0);
-    assert_eq!(value(&s, "update_coordinator_reboot_lock_wait_seconds_count", None), 0.0);
+    assert_eq!(
+        value(
+            &s,
+            "update_coordinator_reboot_lock_wait_seconds_count",
+            None
+        ),
+        0.0
+    );
     assert!(!n.rebooted());
 
     server.state.lock().unwrap().holders.clear();
     wait_until("the reboot", || n.rebooted()).await;
     let s = scrape(&socket).expect("still serving while the machine goes down");
     assert_eq!(value(&s, attempts, Some(acquired)), 1.0);
-    assert_eq!(value(&s, "update_coordinator_reboot_lock_wait_seconds_count", None), 1.0);
+    assert_eq!(
+        value(
+            &s,
+            "update_coordinator_reboot_lock_wait_seconds_count",
+            None
+        ),
+        1.0
+    );
     let waited = value(&s, "update_coordinator_reboot_lock_wait_seconds_sum", None);
     // At least two 50 ms backoffs; at most the whole test.
-    assert!(waited > 0.05 && waited < started.elapsed().as_secs_f64(), "{waited}");
+    assert!(
+        waited > 0.05 && waited < started.elapsed().as_secs_f64(),
+        "{waited}"
+    );
     assert_eq!(state(&s, "rebooting"), 1.0);
     assert_eq!(
-        value(&s, "update_coordinator_reboot_pending_since_timestamp_seconds", None),
+        value(
+            &s,
+            "update_coordinator_reboot_pending_since_timestamp_seconds",
+            None
+        ),
         0.0
     );
     // Every coordinator metric the shipped alerts and dashboard name exists.
@@ -121,7 +146,9 @@ async fn reboot_lock_waits_are_exported() {
                 .find_map(|sfx| name.strip_suffix(sfx))
                 .unwrap_or(&name);
             assert!(
-                s.samples.iter().any(|x| x.metric == name || x.metric == base),
+                s.samples
+                    .iter()
+                    .any(|x| x.metric == name || x.metric == base),
                 "{file} names {name}, which the coordinator does not export"
             );
         }

@@ -26,7 +26,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 
-
 /// The directory of the metrics sockets (node path).
 pub const PUBLIC_DIR: &str = "/run/update-agent/public";
 
@@ -208,6 +207,10 @@ mod tests {
         std::fs::create_dir(&existing).unwrap();
         std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o700)).unwrap();
         let _l = bind(&existing.join("m.sock")).unwrap();
-        assert_eq!(mode(&existing), 0o700, "an existing directory keeps its mode");
+        assert_eq!(
+            mode(&existing),
+            0o700,
+            "an existing directory keeps its mode"
+        );
     }
 }

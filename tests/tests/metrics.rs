@@ -63,7 +63,11 @@ fn wait_for_metrics(socket: &Path) -> Scrape {
         if http(socket, "GET /metrics HTTP/1.0\r\n\r\n").is_ok() {
             return scrape(socket);
         }
-        assert!(Instant::now() < deadline, "no metrics on {}", socket.display());
+        assert!(
+            Instant::now() < deadline,
+            "no metrics on {}",
+            socket.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -157,7 +161,10 @@ async fn the_daemon_exports_what_it_did() {
     assert_eq!(value(&s, "update_agent_build_info", &build), 1.0);
     assert_eq!(value(&s, "update_agent_deny_list_entries", &[]), 0.0);
     assert_eq!(value(&s, "update_agent_deny_list_readable", &[]), 1.0);
-    assert_eq!(value(&s, "update_agent_next_check_timestamp_seconds", &[]), 0.0);
+    assert_eq!(
+        value(&s, "update_agent_next_check_timestamp_seconds", &[]),
+        0.0
+    );
 
     // 1. No update.
     let before = unix_now();
@@ -168,10 +175,18 @@ async fn the_daemon_exports_what_it_did() {
     assert_eq!(checks(&s, "no_update"), 1.0);
     assert_eq!(checks(&s, "failed"), 0.0);
     assert_eq!(status(&s), "UPDATE_STATUS_IDLE");
-    let checked = value(&s, "update_agent_last_successful_check_timestamp_seconds", &[]);
+    let checked = value(
+        &s,
+        "update_agent_last_successful_check_timestamp_seconds",
+        &[],
+    );
     assert!(checked >= before && checked <= unix_now(), "{checked}");
     assert!(value(&s, "update_agent_last_check_timestamp_seconds", &[]) >= checked);
-    assert!(!s.samples.iter().any(|x| x.metric == "update_agent_errors_total"));
+    assert!(
+        !s.samples
+            .iter()
+            .any(|x| x.metric == "update_agent_errors_total")
+    );
 
     // 2. The server fails the check.
     server.push(Reply::Status(500));
@@ -183,7 +198,11 @@ async fn the_daemon_exports_what_it_did() {
     let kind = [("kind", "http_status")];
     assert_eq!(value(&s, "update_agent_errors_total", &kind), 1.0);
     assert_eq!(
-        value(&s, "update_agent_last_successful_check_timestamp_seconds", &[]),
+        value(
+            &s,
+            "update_agent_last_successful_check_timestamp_seconds",
+            &[]
+        ),
         checked,
         "a failed check is not a successful one"
     );
@@ -212,18 +231,38 @@ async fn the_daemon_exports_what_it_did() {
         value(&s, "update_agent_download_bytes_total", &full),
         payload.len() as f64
     );
-    assert!(find(&s, "update_agent_download_bytes_total", &[("image", "usr"), ("payload", "delta")]).is_none());
+    assert!(
+        find(
+            &s,
+            "update_agent_download_bytes_total",
+            &[("image", "usr"), ("payload", "delta")]
+        )
+        .is_none()
+    );
     let ok = [("result", "success")];
-    assert_eq!(value(&s, "update_agent_install_duration_seconds_count", &ok), 1.0);
+    assert_eq!(
+        value(&s, "update_agent_install_duration_seconds_count", &ok),
+        1.0
+    );
     assert!(value(&s, "update_agent_install_duration_seconds_sum", &ok) > 0.0);
-    match &find(&s, "update_agent_install_duration_seconds", &ok).unwrap().value {
+    match &find(&s, "update_agent_install_duration_seconds", &ok)
+        .unwrap()
+        .value
+    {
         Value::Histogram(buckets) => {
             let inf = buckets.iter().find(|b| b.less_than.is_infinite()).unwrap();
             assert_eq!(inf.count, 1.0);
         }
         v => panic!("not a histogram: {v:?}"),
     }
-    assert!(find(&s, "update_agent_install_duration_seconds_count", &[("result", "failure")]).is_none());
+    assert!(
+        find(
+            &s,
+            "update_agent_install_duration_seconds_count",
+            &[("result", "failure")]
+        )
+        .is_none()
+    );
     assert_eq!(value(&s, "update_agent_errors_total", &kind), 1.0);
 
     // 4. The health gate (its own process) records its verdict; the daemon
@@ -236,7 +275,13 @@ async fn the_daemon_exports_what_it_did() {
     );
     assert!(gate.status.success(), "{}", stderr(&gate));
     let s = scrape(&socket);
-    let verdict = |v| value(&s, "update_agent_health_gate_verdicts_total", &[("verdict", v)]);
+    let verdict = |v| {
+        value(
+            &s,
+            "update_agent_health_gate_verdicts_total",
+            &[("verdict", v)],
+        )
+    };
     assert_eq!(verdict("already_good"), 1.0);
     assert_eq!(verdict("fell_back"), 0.0);
 
@@ -266,7 +311,10 @@ async fn the_daemon_exports_what_it_did() {
 
     // Every metric an alert or the dashboard names is exported.
     let s = scrape(&socket);
-    for file in ["docs/monitoring/alerts.yml", "docs/monitoring/grafana-dashboard.json"] {
+    for file in [
+        "docs/monitoring/alerts.yml",
+        "docs/monitoring/grafana-dashboard.json",
+    ] {
         let text = std::fs::read_to_string(workspace().join(file)).unwrap();
         let names = metric_names(&text);
         assert!(!names.is_empty(), "{file} names no metric");
@@ -279,7 +327,10 @@ async fn the_daemon_exports_what_it_did() {
                 .samples
                 .iter()
                 .any(|x| x.metric == name || x.metric == base);
-            assert!(exported, "{file} names {name}, which the daemon does not export");
+            assert!(
+                exported,
+                "{file} names {name}, which the daemon does not export"
+            );
         }
     }
 }

@@ -27,7 +27,11 @@ fn monitoring() -> std::path::PathBuf {
 fn alert_rules_load_and_their_unit_tests_pass() {
     let o = promtool(&["check", "rules", "alerts.yml"], &monitoring());
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("SUCCESS: 6 rules found"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("SUCCESS: 6 rules found"),
+        "{}",
+        stdout(&o)
+    );
     let o = promtool(&["test", "rules", "alerts.test.yml"], &monitoring());
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
@@ -67,7 +71,11 @@ fn every_dashboard_query_is_valid_promql() {
     std::fs::write(dir.path().join("dashboard.yml"), &rules).unwrap();
     let o = promtool(&["check", "rules", "dashboard.yml"], dir.path());
     assert!(o.status.success(), "{}{}{rules}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains(&format!("SUCCESS: {n} rules found")), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("SUCCESS: {n} rules found")),
+        "{}",
+        stdout(&o)
+    );
 
     // The same check refuses a broken query.
     let broken = rules.replacen("sum by (kind)", "sum by (kind", 1);

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use ab_node::metrics_socket;
 use anyhow::Context as _;
 use clap::Parser;
-use ab_node::metrics_socket;
 use coordinator::metrics::Metrics;
 use coordinator::{KeyValues, Outcome, Standalone};
 use std::sync::Arc;
@@ -63,7 +63,10 @@ async fn main() -> std::process::ExitCode {
 /// Serves the metrics on `--metrics-socket`; a socket that cannot be set up
 /// is logged, not fatal (reboot coordination matters more).
 fn serve_metrics(args: &Args, metrics: &Metrics) -> Option<tokio::task::JoinHandle<()>> {
-    let relative = args.metrics_socket.strip_prefix("/").unwrap_or(&args.metrics_socket);
+    let relative = args
+        .metrics_socket
+        .strip_prefix("/")
+        .unwrap_or(&args.metrics_socket);
     let path = args.root.join(relative);
     match metrics_socket::bind(&path) {
         Ok(listener) => {

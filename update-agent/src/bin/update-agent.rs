@@ -18,13 +18,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use ab_node::metrics_socket as serve;
 use update_agent::config::Root;
 use update_agent::config::settings::Settings;
 use update_agent::daemon::{Daemon, Handle, Outcome};
-use ab_node::metrics_socket as serve;
-use update_agent::metrics::NodeFiles;
 use update_agent::dbus::daemon_engine::DaemonEngine;
 use update_agent::dbus::{self, Bus};
+use update_agent::metrics::NodeFiles;
 use update_agent::slots::BootDisk;
 
 #[derive(Debug, Parser)]

@@ -188,7 +188,14 @@ impl Stream<'_> {
     fn download(&self, start: u64, end: u64) -> Result<ChannelReader, InstallError> {
         let p = self.payload;
         let counter = self.net.metrics.download_counter(Image::Usr, p.delta);
-        Ok(download(self.net, self.job, (&p.urls, counter), p.size, start, end))
+        Ok(download(
+            self.net,
+            self.job,
+            (&p.urls, counter),
+            p.size,
+            start,
+            end,
+        ))
     }
 
     fn progress<R: Read>(&self, inner: R, pos: u64) -> Progress<'_, R> {

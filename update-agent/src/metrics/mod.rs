@@ -44,7 +44,9 @@ type BuildLabels = [(&'static str, String); 4];
 
 /// Install durations: 1 s to about 2 h, doubling.
 fn duration_histogram() -> Histogram {
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 13))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1.0, 2.0, 13,
+    ))
 }
 
 /// How an update check ended.
@@ -119,6 +121,75 @@ struct Inner {
     gate_verdicts: Family<Label1, Counter>,
 }
 
+impl Inner {
+    /// Names and help texts (the registry adds the prefix, and `_total` to
+    /// counters).
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "build_info",
+            "The agent's version and the node's OS version, board and channel (value 1)",
+            self.build.clone(),
+        );
+        r.register(
+            "status",
+            "1 for the current update_engine status, 0 for the others",
+            self.status.clone(),
+        );
+        r.register(
+            "staged_version_info",
+            "The version staged for the next boot (value 1; absent when none)",
+            self.staged.clone(),
+        );
+        r.register(
+            "last_check_timestamp_seconds",
+            "Unix time the last update check ended, whatever its result (0: none since start)",
+            self.last_check.clone(),
+        );
+        r.register(
+            "last_successful_check_timestamp_seconds",
+            "Unix time of the last check the server answered (kept across restarts; 0: never)",
+            self.last_success.clone(),
+        );
+        r.register(
+            "next_check_timestamp_seconds",
+            "Unix time of the next scheduled check (0: none scheduled)",
+            self.next_check.clone(),
+        );
+        r.register("checks", "Update checks by result", self.checks.clone());
+        r.register(
+            "errors",
+            "Failed checks and installs by stable error kind",
+            self.errors.clone(),
+        );
+        r.register(
+            "download_bytes",
+            "Bytes received by package (usr, oem, extension) and payload (full, delta)",
+            self.downloaded.clone(),
+        );
+        r.register(
+            "install_duration_seconds",
+            "Install attempts (download to commit) by result",
+            self.installs.clone(),
+        );
+        r.register(
+            "deny_list_entries",
+            "Versions on the local deny list",
+            self.deny_list.clone(),
+        );
+        r.register(
+            "deny_list_readable",
+            "1 when the deny list could be read (0: updates are refused until it is fixed)",
+            self.deny_list_readable.clone(),
+        );
+        r.register(
+            "health_gate_verdicts",
+            "Health gate runs on this node by verdict (persisted across boots)",
+            self.gate_verdicts.clone(),
+        );
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -128,8 +199,8 @@ impl Default for Metrics {
 impl Metrics {
     /// Fresh metrics: IDLE, nothing checked or downloaded yet.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("update_agent");
-        let inner = Inner {
+        let mut inner = Inner {
+            registry: Registry::with_prefix("update_agent"),
             build: Family::default(),
             status: Family::default(),
             staged: Family::default(),
@@ -143,76 +214,14 @@ impl Metrics {
             deny_list: Gauge::default(),
             deny_list_readable: Gauge::default(),
             gate_verdicts: Family::default(),
-            registry: Registry::default(),
         };
-        let r = &mut registry;
-        r.register(
-            "build_info",
-            "The agent's version and the node's OS version, board and channel (value 1)",
-            inner.build.clone(),
-        );
-        r.register(
-            "status",
-            "1 for the current update_engine status, 0 for the others",
-            inner.status.clone(),
-        );
-        r.register(
-            "staged_version_info",
-            "The version staged for the next boot (value 1; absent when none)",
-            inner.staged.clone(),
-        );
-        r.register(
-            "last_check_timestamp_seconds",
-            "Unix time the last update check ended, whatever its result (0: none since start)",
-            inner.last_check.clone(),
-        );
-        r.register(
-            "last_successful_check_timestamp_seconds",
-            "Unix time of the last check the server answered (kept across restarts; 0: never)",
-            inner.last_success.clone(),
-        );
-        r.register(
-            "next_check_timestamp_seconds",
-            "Unix time of the next scheduled check (0: none scheduled)",
-            inner.next_check.clone(),
-        );
-        r.register(
-            "checks",
-            "Update checks by result",
-            inner.checks.clone(),
-        );
-        r.register(
-            "errors",
-            "Failed checks and installs by stable error kind",
-            inner.errors.clone(),
-        );
-        r.register(
-            "download_bytes",
-            "Bytes received by package (usr, oem, extension) and payload (full, delta)",
-            inner.downloaded.clone(),
-        );
-        r.register(
-            "install_duration_seconds",
-            "Install attempts (download to commit) by result",
-            inner.installs.clone(),
-        );
-        r.register(
-            "deny_list_entries",
-            "Versions on the local deny list",
-            inner.deny_list.clone(),
-        );
-        r.register(
-            "deny_list_readable",
-            "1 when the deny list could be read (0: updates are refused until it is fixed)",
-            inner.deny_list_readable.clone(),
-        );
-        r.register(
-            "health_gate_verdicts",
-            "Health gate runs on this node by verdict (persisted across boots)",
-            inner.gate_verdicts.clone(),
-        );
+        inner.register();
         for op in Operation::ALL {
-            inner.status.get_or_create(&[("status", op.as_str())]).set(0);
+            let on = i64::from(op == Operation::Idle);
+            inner
+                .status
+                .get_or_create(&[("status", op.as_str())])
+                .set(on);
         }
         for result in [
             CheckResult::NoUpdate,
@@ -222,8 +231,6 @@ impl Metrics {
         ] {
             let _ = inner.checks.get_or_create(&[("result", result.as_str())]);
         }
-        inner.status.get_or_create(&[("status", Operation::Idle.as_str())]).set(1);
-        let inner = Inner { registry, ..inner };
         Self {
             inner: Arc::new(inner),
         }
@@ -257,7 +264,10 @@ impl Metrics {
         let current = state.operation();
         for op in Operation::ALL {
             let v = i64::from(op == current);
-            self.inner.status.get_or_create(&[("status", op.as_str())]).set(v);
+            self.inner
+                .status
+                .get_or_create(&[("status", op.as_str())])
+                .set(v);
         }
         match state {
             State::UpdatedNeedReboot { target } => {
@@ -319,13 +329,18 @@ impl Metrics {
     /// The deny list's size, or `None` when it cannot be read.
     pub fn set_deny_list(&self, entries: Option<usize>) {
         self.inner.deny_list.set(entries.map_or(0, |n| n as i64));
-        self.inner.deny_list_readable.set(i64::from(entries.is_some()));
+        self.inner
+            .deny_list_readable
+            .set(i64::from(entries.is_some()));
     }
 
     /// The gate's persisted verdict counts.
     pub fn set_gate_verdicts(&self, counts: &verdicts::Counts) {
         for (verdict, n) in counts.iter() {
-            let c = self.inner.gate_verdicts.get_or_create(&[("verdict", verdict)]);
+            let c = self
+                .inner
+                .gate_verdicts
+                .get_or_create(&[("verdict", verdict)]);
             let counter: &AtomicU64 = c.inner();
             counter.store(n, Ordering::Relaxed);
         }

@@ -22,8 +22,8 @@ use super::{OemDir, PARTIAL_SUFFIX, SysextError};
 use crate::config::Root;
 use crate::fsm::Event;
 use crate::install::stream::{self, Progress};
-use crate::metrics::Image;
 use crate::install::{InstallError, InstallJob, Net, Reporter};
+use crate::metrics::Image;
 
 /// Everything fetching an image needs; `done` counts the bytes of every
 /// image so far, for the progress of the whole release.
