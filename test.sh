@@ -30,6 +30,7 @@ declare -A tools=(
   [unsquashfs]=squashfs-tools
   [systemd-dissect]=systemd-container
   [/usr/bin/jsonschema]=python3-jsonschema
+  [promtool]=prometheus
 )
 extra_pkgs=()
 source tests/lib/need-tools.sh

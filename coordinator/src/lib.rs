@@ -5,11 +5,12 @@
 //! window ([`window`]), takes a cluster-wide slot ([`lock`]: locksmith's semaphore on etcd's
 //! v3 API, or FleetLock), warns users ([`users`]), reboots through logind ([`node`]) and gives
 //! the slot back only once the new boot passed the health gate. The decisions are a pure state
-//! machine ([`fsm`]); [`run`] is its executor.
+//! machine ([`fsm`]); [`run`] is its executor; [`metrics`] counts what it did.
 
 pub mod config;
 pub mod fsm;
 pub mod lock;
+pub mod metrics;
 pub mod node;
 pub mod run;
 pub mod semaphore;

@@ -9,6 +9,7 @@ use crate::Error;
 use crate::config::{Config, KeyValues, Strategy};
 use crate::fsm::{Action, Event, FsmError, Policy, State, step};
 use crate::lock::{Acquire, AnyLock, Lock, Release};
+use crate::metrics::Metrics;
 use crate::node::{
     CommandRebooter, Markers, Rebooter, Signals, machine_id, write_coordinator_conf,
 };
@@ -51,6 +52,8 @@ pub struct Coordinator<L, R, S, C> {
     pub users: Users,
     /// Where coordinator.conf is written (`None`: not written).
     pub conf_root: Option<PathBuf>,
+    /// Its state and reboot-lock waits, for Prometheus.
+    pub metrics: Metrics,
 }
 
 /// The standalone coordinator: everything from the files under `root`.
@@ -87,6 +90,7 @@ impl Standalone {
             clock: SystemClock,
             users: Users::new(root),
             conf_root: Some(root.to_owned()),
+            metrics: Metrics::new(),
         })
     }
 }
@@ -184,7 +188,8 @@ impl<L: Lock, R: Rebooter, S: Signals, C: Clock> Coordinator<L, R, S, C> {
         let mut written = None;
         info!(strategy = self.policy.strategy.as_str(), window = ?self.window.map(|w| w.to_string()), "reboot coordinator starting");
         loop {
-            let (next, action) = step(&self.policy, state, event)?;
+            let (next, action) = step(&self.policy, state, event.clone())?;
+            self.metrics.observe(state, &event, next);
             if written != Some(next.conf_state()) {
                 self.write_conf(next);
                 written = Some(next.conf_state());

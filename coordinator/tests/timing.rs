@@ -76,6 +76,7 @@ fn coordinator(
         },
         users: Users::new(root),
         conf_root: Some(root.to_owned()),
+        metrics: coordinator::metrics::Metrics::new(),
     }
 }
 

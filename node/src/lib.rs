@@ -4,11 +4,15 @@
 //! - [`steady`]: the health gate's "this boot is healthy" marker, which the agent writes and
 //!   the coordinator waits for before it gives its reboot lock back;
 //! - [`reboot`]: how both of them reboot the machine (logind's `Reboot`, or a configured
-//!   command), with the retry a freshly written command needs.
+//!   command), with the retry a freshly written command needs;
+//! - `metrics_socket` (feature `metrics-socket`): where and how both serve their Prometheus
+//!   metrics to unprivileged scrapers.
 //!
-//! No async runtime and no D-Bus library: the reboot is a short blocking command, which an
-//! async caller runs on its blocking pool.
+//! No D-Bus library, and without the `metrics-socket` feature no async runtime: the reboot is
+//! a short blocking command, which an async caller runs on its blocking pool.
 
+#[cfg(feature = "metrics-socket")]
+pub mod metrics_socket;
 pub mod reboot;
 pub mod steady;
 

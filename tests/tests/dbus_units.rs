@@ -18,7 +18,6 @@ fn the_unit_verifies_and_keeps_flatcars_essentials() {
         "ConditionVirtualization=!container",
         "WantedBy=multi-user.target",
         "ReadWritePaths=-/boot/flatcar -/boot/coreos -/efi/flatcar -/efi/coreos /etc/flatcar",
-        "RuntimeDirectory=update-agent",
     ] {
         assert!(unit.lines().any(|l| l == line), "missing {line}");
     }
@@ -69,5 +68,11 @@ fn tmpfiles_creates_the_state_directories() {
         "etc/flatcar",
     ] {
         assert!(dir.path().join(d).is_dir(), "{d}");
+    }
+    // Unprivileged scrapers reach the metrics sockets.
+    use std::os::unix::fs::PermissionsExt;
+    for d in ["run/update-agent", "run/update-agent/public"] {
+        let meta = std::fs::metadata(dir.path().join(d)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o755, "{d}");
     }
 }

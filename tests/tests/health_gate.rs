@@ -183,8 +183,6 @@ async fn a_healthy_new_slot_is_blessed_and_reported() {
             .as_deref(),
         Some("")
     );
-    let counts = health::verdict_counts(&node.prefs());
-    assert!(counts.contains(&("blessed", 1)), "{counts:?}");
     let steady = std::fs::read_to_string(node.path("run/update-engine/health/steady")).unwrap();
     assert_eq!(steady, "2.0.0\n");
     assert_eq!(node.reboots(), 0);
@@ -227,10 +225,6 @@ async fn a_failing_required_check_falls_back_denies_and_reboots_once() {
     );
     assert_eq!(events(&server), vec![Event::rollback()]);
     assert_eq!(node.reboots(), 1);
-    // Counted for the daemon's metrics.
-    let counts = health::verdict_counts(&node.prefs());
-    assert!(counts.contains(&("fell_back", 1)), "{counts:?}");
-    assert!(counts.contains(&("blessed", 0)), "{counts:?}");
 
     // Run again in the same boot (say the reboot did not happen): no second reboot.
     let out = health::run(&env, &node.config(), &reporter(&server).await)

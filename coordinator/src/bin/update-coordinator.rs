@@ -3,9 +3,12 @@
 
 use std::path::PathBuf;
 
+use ab_node::metrics_socket;
 use anyhow::Context as _;
 use clap::Parser;
+use coordinator::metrics::Metrics;
 use coordinator::{KeyValues, Outcome, Standalone};
+use std::sync::Arc;
 
 /// Keys also taken from the environment (a unit's `Environment=` wins over update.conf, as
 /// for locksmithd).
@@ -30,6 +33,12 @@ struct Args {
     /// Root directory for every path read or written (tests use a temporary directory).
     #[arg(long, default_value = "/")]
     root: PathBuf,
+    /// Serve Prometheus metrics on this unix socket (a node path, under --root).
+    #[arg(long, default_value = coordinator::metrics::DEFAULT_SOCKET)]
+    metrics_socket: PathBuf,
+    /// Do not serve metrics.
+    #[arg(long)]
+    no_metrics: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -51,6 +60,28 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// Serves the metrics on `--metrics-socket`; a socket that cannot be set up
+/// is logged, not fatal (reboot coordination matters more).
+fn serve_metrics(args: &Args, metrics: &Metrics) -> Option<tokio::task::JoinHandle<()>> {
+    let relative = args
+        .metrics_socket
+        .strip_prefix("/")
+        .unwrap_or(&args.metrics_socket);
+    let path = args.root.join(relative);
+    match metrics_socket::bind(&path) {
+        Ok(listener) => {
+            tracing::info!("serving metrics on {}", path.display());
+            let m = metrics.clone();
+            let render: metrics_socket::Render = Arc::new(move || m.encode());
+            Some(tokio::spawn(metrics_socket::serve(listener, render)))
+        }
+        Err(e) => {
+            tracing::error!("not serving metrics: {e:#}", e = anyhow::Error::from(e));
+            None
+        }
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut env = KeyValues::default();
     for key in ENV_KEYS {
@@ -60,6 +91,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let coordinator =
         Standalone::from_root(&args.root, &env).context("starting the reboot coordinator")?;
+    let _metrics = (!args.no_metrics).then(|| serve_metrics(&args, &coordinator.metrics));
     match coordinator
         .run()
         .await

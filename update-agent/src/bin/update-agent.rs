@@ -1,7 +1,8 @@
 //! `update-agent`: the update daemon.
 //!
 //! ```text
-//! update-agent [daemon] [--root DIR] [--config FILE] [--once] [--metrics-socket PATH|none]
+//! update-agent [daemon] [--root DIR] [--config FILE] [--once]
+//!              [--metrics-socket PATH | --no-metrics]
 //! update-agent health-gate [--root DIR] [--config FILE]
 //! ```
 //!
@@ -17,11 +18,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use ab_node::metrics_socket as serve;
 use update_agent::config::Root;
 use update_agent::config::settings::Settings;
-use update_agent::daemon::{Daemon, Outcome};
+use update_agent::daemon::{Daemon, Handle, Outcome};
 use update_agent::dbus::daemon_engine::DaemonEngine;
 use update_agent::dbus::{self, Bus};
+use update_agent::metrics::NodeFiles;
 use update_agent::slots::BootDisk;
 
 #[derive(Debug, Parser)]
@@ -50,10 +53,13 @@ struct DaemonArgs {
     /// Do not serve D-Bus (nodes or tests without a bus).
     #[arg(long, global = true)]
     no_dbus: bool,
-    /// Serve Prometheus metrics on this unix socket (under --root); `none`
-    /// turns them off.
+    /// Serve Prometheus metrics on this unix socket (a node path, under
+    /// --root).
     #[arg(long, global = true, default_value = update_agent::metrics::DEFAULT_SOCKET)]
-    metrics_socket: String,
+    metrics_socket: PathBuf,
+    /// Do not serve metrics.
+    #[arg(long, global = true)]
+    no_metrics: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +134,33 @@ fn run_health_gate(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(outcome.exit_code()))
 }
 
+/// Serves the daemon's metrics on `--metrics-socket` (unless
+/// `--no-metrics`). A socket that cannot be set up is logged, not fatal:
+/// updates matter more than their metrics.
+fn serve_metrics(
+    args: &DaemonArgs,
+    root: &Root,
+    handle: &Handle,
+    files: NodeFiles,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if args.no_metrics {
+        return None;
+    }
+    let path = root.join(&args.metrics_socket);
+    match serve::bind(&path) {
+        Ok(listener) => {
+            tracing::info!("serving metrics on {}", path.display());
+            let server = serve::serve(listener, files.render(handle.metrics()));
+            Some(tokio::spawn(server))
+        }
+        Err(e) => {
+            let e = update_agent::error_chain(&e);
+            tracing::error!("not serving metrics: {e}");
+            None
+        }
+    }
+}
+
 fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -154,18 +187,18 @@ fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(outcome.exit_code() as u8));
     }
-    let _metrics = {
-        let _rt = rt.enter();
-        serve_metrics(&root, &args.metrics_socket, daemon.metrics())
+    let settings =
+        Settings::load_with(&root, args.config.as_deref()).context("loading settings")?;
+    let files = NodeFiles {
+        state_dir: root.join(&settings.state_dir),
     };
+    let _metrics = rt.block_on(async { serve_metrics(args, &root, &daemon.handle(), files) });
     if args.no_dbus {
         rt.block_on(daemon.run());
         return Ok(ExitCode::SUCCESS);
     }
     // The D-Bus face (com.coreos.update1): locksmithd, FLUO and
     // update_engine_client talk to the daemon through it.
-    let settings =
-        Settings::load_with(&root, args.config.as_deref()).context("loading settings")?;
     let boot = match update_agent::slots::detect(&root, &settings) {
         Ok(plan) => Some(BootDisk {
             path: plan.disk,
@@ -192,27 +225,4 @@ fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The scrape socket; a node without one still updates (the failure is
-/// logged).
-fn serve_metrics(
-    root: &Root,
-    socket: &str,
-    metrics: update_agent::metrics::Metrics,
-) -> Option<update_agent::metrics::MetricsServer> {
-    if socket == "none" {
-        return None;
-    }
-    let path = root.join(socket);
-    match update_agent::metrics::serve(&path, metrics) {
-        Ok(server) => {
-            tracing::info!("metrics on unix socket {}", path.display());
-            Some(server)
-        }
-        Err(e) => {
-            tracing::warn!("no metrics: cannot serve {}: {e}", path.display());
-            None
-        }
-    }
 }

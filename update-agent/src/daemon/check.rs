@@ -13,19 +13,34 @@ use crate::decide::{self, BootRecord, Offer};
 use crate::denylist::DenyList;
 use crate::fsm::Event;
 use crate::install::{INSTALLED_BOOT_ID_PREF, INSTALLED_VERSION_PREF};
+use crate::metrics::CheckResult as Checked;
 use crate::omaha_client::{CheckResult, ClientOptions, OmahaClient};
 use crate::prefs::{self, Prefs};
 
 impl Daemon {
-    /// One update check; returns `NoUpdate`, `UpdateFound` or `Failed`.
+    /// One update check; returns `NoUpdate`, `UpdateFound` or `Failed`,
+    /// and counts it in the metrics.
     pub(super) async fn check(&mut self, interactive: bool) -> Event {
+        let (event, answered) = self.check_server(interactive).await;
+        let result = match (&event, answered) {
+            (Event::NoUpdate, _) => Checked::NoUpdate,
+            (Event::UpdateFound { .. }, _) => Checked::UpdateAvailable,
+            (_, true) => Checked::Refused,
+            (_, false) => Checked::Failed,
+        };
+        let now = crate::fsutil::unix_now();
+        self.handle.metrics().check_done(result, now);
+        event
+    }
+
+    /// The check; the flag says whether the server answered it.
+    async fn check_server(&mut self, interactive: bool) -> (Event, bool) {
         let (identity, prefs) = match self.reload() {
             Ok(loaded) => loaded,
-            Err(event) => return event,
+            Err(event) => return (event, false),
         };
         let previous = prefs.get(prefs::PREVIOUS_VERSION).ok().flatten();
         self.note_rollback(&prefs, &identity, previous.as_deref());
-        self.refresh_metrics(&identity.config);
         let source = if interactive {
             InstallSource::OnDemandUpdate
         } else {
@@ -40,15 +55,16 @@ impl Daemon {
         }
         let result = match self.post_check(&identity, &request).await {
             Ok(r) => r,
-            Err(event) => return event,
+            Err(event) => return (event, false),
         };
         self.poll_interval = result.response.poll_interval;
-        match result.response.outcome {
+        let event = match result.response.outcome {
             UpdateCheck::NoUpdate => Event::NoUpdate,
             UpdateCheck::Update(info) => {
                 self.take_offer(&prefs, identity.config.version(), *info, result.body)
             }
-        }
+        };
+        (event, true)
     }
 
     /// Settings and node identity, read fresh for each check (an admin may
@@ -66,6 +82,10 @@ impl Daemon {
             tracing::warn!("cannot record aleph-version: {}", crate::error_chain(&e));
         }
         self.flags = identity.error_flags();
+        let c = &identity.config;
+        self.handle
+            .metrics()
+            .set_build_info(c.version(), c.board(), c.group());
         self.identity = Some(identity.clone());
         Ok((identity, prefs))
     }

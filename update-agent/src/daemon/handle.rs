@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::fsm::{self, Command, Status};
+use crate::metrics::Metrics;
 
 /// The last failure, for `LastError` and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,7 @@ pub(super) struct HandleInner {
     last_checked: AtomicI64,
     next_check: AtomicI64,
     cancel: Mutex<Arc<AtomicBool>>,
+    metrics: Metrics,
 }
 
 /// A command on its way to the daemon, with who waits for it to be done.
@@ -68,6 +70,7 @@ impl Handle {
             last_checked: AtomicI64::new(0),
             next_check: AtomicI64::new(0),
             cancel: Mutex::new(Arc::default()),
+            metrics: Metrics::new(),
         };
         (
             Self {
@@ -124,6 +127,12 @@ impl Handle {
 
     pub(super) fn set_last_checked(&self, unix: i64) {
         self.inner.last_checked.store(unix, Ordering::Relaxed);
+        self.inner.metrics.set_last_successful_check(unix);
+    }
+
+    /// The daemon's metrics (served by [`crate::metrics::serve`]).
+    pub fn metrics(&self) -> Metrics {
+        self.inner.metrics.clone()
     }
 
     pub(super) fn set_next_check(&self, unix: i64) {
@@ -153,6 +162,7 @@ impl Handle {
     pub(super) fn set_error(&self, e: LastError) {
         let code = omaha::NamedErrorCode(e.code);
         tracing::error!("update failed ({}, error {code}): {}", e.kind, e.message);
+        self.inner.metrics.error(&e.kind);
         *lock(&self.inner.last_error) = Some(e);
     }
 }

@@ -80,7 +80,7 @@ impl Daemon {
             rt: tokio::runtime::Handle::current(),
             client,
             cancel: self.handle.new_cancel_flag(),
-            metrics: self.metrics.clone(),
+            metrics: self.handle.metrics(),
         };
         let tx = self.install_tx.clone();
         let handle = self.handle.clone();
@@ -92,7 +92,11 @@ impl Daemon {
             let report = |ev| {
                 let _ = tx.send(InstallMsg::Event(ev));
             };
-            let done = install::run(&job, &net, &report)
+            let started = std::time::Instant::now();
+            let done = install::run(&job, &net, &report);
+            let secs = started.elapsed().as_secs_f64();
+            net.metrics.install_done(done.is_ok(), secs);
+            let done = done
                 .map(|plan| {
                     let (v, t) = (&job.info.version, plan.target);
                     tracing::info!("{v} staged in {t}; reboot to use it");

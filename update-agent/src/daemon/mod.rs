@@ -40,7 +40,6 @@ use tokio::time::Instant;
 use crate::config::settings::Settings;
 use crate::config::{NodeIdentity, Root, SettingsError};
 use crate::fsm::{self, Admission, Command, Effect, Event, State};
-use crate::metrics::Metrics;
 use crate::omaha_client::{ClientOptions, OmahaClient};
 use crate::schedule::PayloadState;
 
@@ -114,7 +113,6 @@ pub struct Daemon {
     /// The payload state of the pending update and whether payload
     /// backoff applies to it; persisted in the prefs after every change.
     payload_state: Option<(PayloadState, bool)>,
-    metrics: Metrics,
 }
 
 impl Daemon {
@@ -125,16 +123,17 @@ impl Daemon {
         let marker = root.join(&settings.reboot_marker).exists();
         let state = State::initial(marker);
         let (handle, commands) = Handle::new(state.status());
+        handle.metrics().set_state(&state);
+        if let Ok(c) = crate::config::FlatcarConfig::load(&root) {
+            handle
+                .metrics()
+                .set_build_info(c.version(), c.board(), c.group());
+        }
         let prefs = settings.prefs(&root);
         if let Ok(Some(t)) = prefs.get_i64(crate::prefs::LAST_CHECKED_TIME) {
             handle.set_last_checked(t);
         }
         let (install_tx, install_rx) = mpsc::unbounded_channel();
-        let metrics = Metrics::new();
-        for (verdict, n) in crate::health::verdict_counts(&prefs) {
-            metrics.add_gate_verdicts(verdict, n);
-        }
-        metrics.transition(&State::Idle, &state, None, crate::fsutil::unix_now());
         Ok(Self {
             last_interval: settings.schedule.periodic,
             root,
@@ -157,7 +156,6 @@ impl Daemon {
             outcome: None,
             rng: StdRng::from_entropy(),
             payload_state: None,
-            metrics,
         })
     }
 
@@ -171,11 +169,6 @@ impl Daemon {
     /// The handle for D-Bus and friends.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
-    }
-
-    /// The daemon's metrics (for [`crate::metrics::serve`]).
-    pub fn metrics(&self) -> Metrics {
-        self.metrics.clone()
     }
 
     /// The current state.
@@ -199,8 +192,7 @@ impl Daemon {
         self.log_summary();
         let delay = crate::schedule::first_check_delay(&self.settings.schedule, &mut self.rng);
         if self.settings.schedule.enabled {
-            self.next_check = Some(Instant::now() + delay);
-            self.note_next_check(delay);
+            self.arm_check(Some(Instant::now() + delay));
         }
         let (root, settings) = (self.root.clone(), self.settings.clone());
         let mark_good = tokio::spawn(async move {
@@ -258,7 +250,7 @@ impl Daemon {
                     }
                 }
                 _ = sleep_until(next), if next.is_some() => {
-                    self.next_check = None;
+                    self.arm_check(None);
                     self.take_command(Command::ScheduledCheck);
                 }
             }
@@ -279,7 +271,6 @@ impl Daemon {
                     c.version(),
                     c.board()
                 );
-                self.refresh_metrics(&c);
             }
             Err(e) => tracing::warn!(
                 "cannot read the Flatcar configuration: {}",
@@ -304,26 +295,6 @@ impl Daemon {
                 plan.target
             ),
             Err(e) => tracing::warn!("booted slot unknown: {}", crate::error_chain(&e)),
-        }
-    }
-
-    /// The next scheduled check, for `-json` and the metrics.
-    fn note_next_check(&self, delay: Duration) {
-        let at = crate::fsutil::unix_now() + delay.as_secs();
-        self.metrics.set_next_check(at);
-        self.handle
-            .set_next_check(i64::try_from(at).unwrap_or(i64::MAX));
-    }
-
-    /// The metrics read from the node rather than from transitions: the
-    /// build info (the channel may have been switched) and the deny list.
-    fn refresh_metrics(&self, config: &crate::config::FlatcarConfig) {
-        self.metrics
-            .set_build_info(config.version(), config.board(), config.group());
-        let deny = crate::denylist::DenyList::in_dir(&self.root.join(&self.settings.state_dir));
-        match deny.entries() {
-            Ok(entries) => self.metrics.set_deny_list_entries(entries.len()),
-            Err(e) => tracing::warn!("deny list: {}", crate::error_chain(&e)),
         }
     }
 
@@ -380,13 +351,8 @@ impl Daemon {
             }
             _ => {}
         }
-        let error_kind = matches!(next, State::ReportingErrorEvent { .. })
-            .then(|| self.handle.last_error().map(|e| e.kind))
-            .flatten();
-        let now = crate::fsutil::unix_now();
-        self.metrics
-            .transition(&self.state, &next, error_kind.as_deref(), now);
         self.state = next;
+        self.handle.metrics().set_state(&self.state);
         for effect in effects {
             self.execute(effect).await;
         }
@@ -448,12 +414,24 @@ impl Daemon {
                         &mut self.rng,
                     );
                     self.last_interval = next.interval;
-                    self.next_check = Some(Instant::now() + next.delay);
-                    self.note_next_check(next.delay);
+                    self.arm_check(Some(Instant::now() + next.delay));
                     tracing::info!("next update check in {:?}", next.delay);
                 }
             }
         }
+    }
+
+    /// Arms (or disarms) the check timer, and says when in the metrics.
+    fn arm_check(&mut self, at: Option<Instant>) {
+        self.next_check = at;
+        let unix = at.map(|t| {
+            let wait = t.saturating_duration_since(Instant::now());
+            crate::fsutil::unix_now() + wait.as_secs()
+        });
+        self.handle.metrics().set_next_check(unix);
+        // For -json (NextCheckTime); 0 when none is armed.
+        let unix = unix.map_or(0, |u| i64::try_from(u).unwrap_or(i64::MAX));
+        self.handle.set_next_check(unix);
     }
 
     /// The request attributes: the node's identity, and whether this node

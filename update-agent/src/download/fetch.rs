@@ -129,6 +129,9 @@ impl Request<'_> {
                 return Err(DownloadError::Cancelled);
             }
             *offset += n;
+            if let Some(received) = &self.source.received {
+                received.inc_by(n);
+            }
             if *offset >= end {
                 return Ok(());
             }

@@ -85,6 +85,8 @@ pub struct Source {
     pub credentials: Option<(String, String)>,
     /// The advertised size.
     pub size: u64,
+    /// Counts every byte passed on (the metrics' `download_bytes`).
+    pub received: Option<crate::metrics::ByteCounter>,
 }
 
 /// A failed download.

@@ -22,7 +22,6 @@
 pub mod checks;
 pub mod decide;
 pub mod guard;
-mod verdicts;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -39,7 +38,6 @@ use decide::{Start, Verdict};
 use guard::RebootGuard;
 
 pub use crate::config::health::{HealthConfig, SlotVerdict};
-pub use verdicts::{verdict_counts, verdict_label};
 
 /// The daemon's part of the slot verdict ([`SlotVerdict`]): after
 /// `delay`, mark the booted slot good unless the gate owns the verdict.
@@ -273,18 +271,8 @@ pub async fn run_node(root: &Root, extra_config: Option<&Path>) -> Result<Outcom
     run(&env, &settings.health, &reporter).await
 }
 
-/// Runs the gate once; its verdict is counted in the prefs.
+/// Runs the gate once.
 pub async fn run<R: Reporter>(
-    env: &GateEnv,
-    cfg: &HealthConfig,
-    reporter: &R,
-) -> Result<Outcome, HealthError> {
-    let outcome = judge(env, cfg, reporter).await?;
-    verdicts::count(&Gate::new(env).prefs, &outcome);
-    Ok(outcome)
-}
-
-async fn judge<R: Reporter>(
     env: &GateEnv,
     cfg: &HealthConfig,
     reporter: &R,
@@ -300,6 +288,7 @@ async fn judge<R: Reporter>(
         Start::AlreadyGood => {
             info!(slot = %env.booted, "booted slot is already good; nothing to do");
             write_steady(&env.root, &env.version)?;
+            gate.note("already_good");
             return Ok(Outcome::AlreadyGood);
         }
         Start::RolledBack { failed } => return gate.rolled_back(failed),
@@ -319,6 +308,7 @@ async fn judge<R: Reporter>(
             info!(slot = %env.booted, "health gate passed; slot marked good");
             report_success(reporter, &gate.prefs, &env.version).await;
             write_steady(&env.root, &env.version)?;
+            gate.note("blessed");
             Ok(Outcome::Blessed)
         }
         Verdict::FallBack { to } => gate.fall_back(cfg, reporter, to, failures).await,
@@ -330,6 +320,7 @@ async fn judge<R: Reporter>(
                 omaha::ErrorFlags::NONE,
             );
             report(reporter, event).await;
+            gate.note("no_fallback");
             Ok(Outcome::NoFallback { failures })
         }
     }
@@ -354,6 +345,15 @@ impl<'a> Gate<'a> {
         }
     }
 
+    /// Counts `verdict` for the daemon's metrics; best effort (the verdict
+    /// itself is already carried out).
+    fn note(&self, verdict: &str) {
+        let path = self.state_dir.join(crate::metrics::verdicts::FILE);
+        if let Err(e) = crate::metrics::verdicts::record(&path, verdict) {
+            warn!("cannot record the verdict in {}: {e}", path.display());
+        }
+    }
+
     fn open(&self) -> Result<FileDisk, HealthError> {
         FileDisk::open_rw(&self.env.disk).map_err(|source| HealthError::Open {
             path: self.env.disk.clone(),
@@ -372,6 +372,7 @@ impl<'a> Gate<'a> {
             self.deny.add(v, &reason, crate::fsutil::unix_now())?;
         }
         write_steady(&self.env.root, &self.env.version)?;
+        self.note("rolled_back");
         Ok(Outcome::RolledBack {
             failed,
             denied: version,
@@ -406,6 +407,8 @@ impl<'a> Gate<'a> {
                 .set(prefs::PREVIOUS_VERSION, "")
                 .map_err(io_err("clearing previous-version"))?;
         }
+        // Before the reboot, which may end this process.
+        self.note("fell_back");
         let reboot = reboot(env, cfg, &self.state_dir);
         Ok(Outcome::FellBack {
             to,

@@ -3,7 +3,6 @@
 //! ```text
 //! HTTP body (download::spawn: Range-resumable, size-capped, low-speed rule)
 //!   → ChannelReader           blocking Read over the async body
-//!   → metrics::Counted        update_agent_downloaded_bytes_total{image,payload}
 //!   → Progress                DownloadProgress / DownloadComplete events
 //!   → payload::Applier        signatures, hashes, decompression
 //!   → Slots                   target partition + hidden partial kernel
@@ -32,7 +31,7 @@ use super::sysext::plan::{self, NodeFacts};
 use super::{InstallError, InstallJob};
 use crate::download::{self, ChannelReader, DownloadError, DownloadOptions, Source};
 use crate::fsm::Event;
-use crate::metrics::{Counted, Image};
+use crate::metrics::{ByteCounter, Image, Metrics};
 use crate::slots::{PartitionStorage, SlotPlan};
 
 /// The apply pipeline's in-flight budget in the daemon: half the payload
@@ -56,8 +55,8 @@ pub struct Net {
     pub client: reqwest::Client,
     /// Set to abort.
     pub cancel: Arc<AtomicBool>,
-    /// Where the downloaded bytes are counted.
-    pub metrics: crate::metrics::Metrics,
+    /// Received bytes are counted here.
+    pub metrics: Metrics,
 }
 
 /// A checkpoint tied to the payload and the target slot it belongs to.
@@ -186,11 +185,16 @@ impl Stream<'_> {
     }
 
     /// `[start, end)` of the payload from the answer's URLs.
-    fn download(&self, start: u64, end: u64) -> Result<Counted<ChannelReader>, InstallError> {
+    fn download(&self, start: u64, end: u64) -> Result<ChannelReader, InstallError> {
         let p = self.payload;
-        let image = Image::Os { delta: p.delta };
+        let counter = self.net.metrics.download_counter(Image::Usr, p.delta);
         Ok(download(
-            self.net, self.job, image, &p.urls, p.size, start, end,
+            self.net,
+            self.job,
+            (&p.urls, counter),
+            p.size,
+            start,
+            end,
         ))
     }
 
@@ -304,17 +308,16 @@ impl Stream<'_> {
 }
 
 /// `[start, end)` of a file of `size` bytes from `urls`, with the install's
-/// client, credentials, download settings and cancel flag; its bytes are
-/// counted as `image`'s.
+/// client, credentials, download settings and cancel flag; the bytes
+/// received are counted in `received`.
 pub(super) fn download(
     net: &Net,
     job: &InstallJob,
-    image: Image,
-    urls: &[String],
+    (urls, received): (&[String], ByteCounter),
     size: u64,
     start: u64,
     end: u64,
-) -> Counted<ChannelReader> {
+) -> ChannelReader {
     let source = Arc::new(Source {
         client: net.client.clone(),
         // The answer's URLs were checked when it was parsed.
@@ -324,10 +327,10 @@ pub(super) fn download(
             .collect(),
         credentials: job.credentials.clone(),
         size,
+        received: Some(received),
     });
     let opts = DownloadOptions::from_settings(&job.settings);
-    let body = download::spawn(&net.rt, source, start, end, opts, net.cancel.clone());
-    Counted::new(body, net.metrics.downloaded(image))
+    download::spawn(&net.rt, source, start, end, opts, net.cancel.clone())
 }
 
 /// A read error that came from the download is the download's (typed)

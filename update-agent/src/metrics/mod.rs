@@ -1,40 +1,103 @@
-//! Prometheus metrics, from what the daemon already knows.
+//! The daemon's Prometheus metrics: what it already knows (status, check
+//! times and results, errors, downloaded bytes, install durations, the
+//! deny list, the health gate's verdicts), kept in a
+//! [`prometheus_client`] registry and served as text on a unix socket by
+//! [`ab_node::metrics_socket`].
 //!
-//! The daemon feeds [`Metrics`] from its state transitions
-//! ([`Metrics::transition`], decided by the pure [`check_outcome`] and
-//! [`install_result`]), its schedule and its reload; the install counts the
-//! bytes it reads through [`Counted`]. [`serve`] answers scrapes on a unix
-//! socket. Every label value comes from a fixed set (operations, outcomes,
-//! error kinds, image kinds), so the number of series stays bounded.
+//! Every label takes values from a closed set (statuses, check results,
+//! image kinds, the agent's stable error kinds, gate verdicts), so the
+//! number of series is bounded; the only free-form values are the staged
+//! version and the build info, one series each.
+//!
+//! The daemon updates the metrics where it already records the same fact
+//! (the state machine's transitions, [`crate::daemon::Handle`]'s error and
+//! check time, the download loop); [`NodeFiles::refresh`] reads the two
+//! files other processes write (the deny list, the gate's verdicts) at
+//! scrape time.
 
-mod serve;
+pub mod verdicts;
 
-use std::io::Read;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::fsm::{Operation, State};
 
-pub use serve::{MetricsServer, serve};
-
-/// The default socket: under `/run`, readable by unprivileged scrapers.
+/// The default socket (node path), in [`ab_node::metrics_socket::PUBLIC_DIR`]
+/// (served by [`ab_node::metrics_socket`]).
 pub const DEFAULT_SOCKET: &str = "/run/update-agent/public/metrics.sock";
 
-type Labels = Vec<(&'static str, String)>;
+/// A byte counter shared with the download loop.
+pub type ByteCounter = Counter;
 
-/// One `name{labels}` family of each kind.
-type Gauges = Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>;
-type Counters = Family<Labels, Counter>;
-/// An unlabelled floating-point gauge.
-type Value = Gauge<f64, std::sync::atomic::AtomicU64>;
+type Label1 = [(&'static str, &'static str); 1];
+type Label2 = [(&'static str, &'static str); 2];
+type OwnedLabel1 = [(&'static str, String); 1];
+type BuildLabels = [(&'static str, String); 4];
 
-/// The agent's metrics (a cheap handle; clones share the values).
+/// Install durations: 1 s to about 2 h, doubling.
+fn duration_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1.0, 2.0, 13,
+    ))
+}
+
+/// How an update check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckResult {
+    /// The server had nothing newer.
+    NoUpdate,
+    /// An update was offered and accepted.
+    UpdateAvailable,
+    /// The server answered, but the offer was refused (deny list,
+    /// downgrade, payload backoff, bad URL).
+    Refused,
+    /// No usable answer (settings, network, HTTP status, parse).
+    Failed,
+}
+
+impl CheckResult {
+    /// The `result` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NoUpdate => "no_update",
+            Self::UpdateAvailable => "update_available",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Which package a download belongs to (the `image` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image {
+    /// The release payload: USR and the kernel (and, in a v2 release, its
+    /// own extension images).
+    Usr,
+    /// The node's OEM system extension package.
+    Oem,
+    /// An official extension package (`flatcar-<NAME>`).
+    Extension,
+}
+
+impl Image {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Usr => "usr",
+            Self::Oem => "oem",
+            Self::Extension => "extension",
+        }
+    }
+}
+
+/// The metrics (cheap to clone: every clone updates the same registry).
 #[derive(Debug, Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -43,75 +106,88 @@ pub struct Metrics {
 #[derive(Debug)]
 struct Inner {
     registry: Registry,
-    build_info: Gauges,
-    status: Gauges,
-    staged: Gauges,
-    last_check: Value,
-    last_success: Value,
-    next_check: Value,
-    checks: Counters,
-    errors: Counters,
-    downloaded: Counters,
-    install_seconds: Family<Labels, Histogram>,
-    deny_list: Value,
-    gate_verdicts: Counters,
-    install_started: Mutex<Option<Instant>>,
+    build: Family<BuildLabels, Gauge>,
+    status: Family<Label1, Gauge>,
+    staged: Family<OwnedLabel1, Gauge>,
+    last_check: Gauge,
+    last_success: Gauge,
+    next_check: Gauge,
+    checks: Family<Label1, Counter>,
+    errors: Family<OwnedLabel1, Counter>,
+    downloaded: Family<Label2, Counter>,
+    installs: Family<Label1, Histogram, fn() -> Histogram>,
+    deny_list: Gauge,
+    deny_list_readable: Gauge,
+    gate_verdicts: Family<Label1, Counter>,
 }
 
-/// What an update check ended in, from the state it left and the one it
-/// entered; `None` when the transition is not the end of a check.
-pub fn check_outcome(before: &State, after: &State) -> Option<&'static str> {
-    match (before, after) {
-        (State::CheckingForUpdate { .. }, State::Idle) => Some("no_update"),
-        (State::CheckingForUpdate { .. }, State::UpdateAvailable { .. }) => Some("update"),
-        (State::CheckingForUpdate { .. }, State::ReportingErrorEvent { .. }) => Some("error"),
-        _ => None,
+impl Inner {
+    /// Names and help texts (the registry adds the prefix, and `_total` to
+    /// counters).
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "build_info",
+            "The agent's version and the node's OS version, board and channel (value 1)",
+            self.build.clone(),
+        );
+        r.register(
+            "status",
+            "1 for the current update_engine status, 0 for the others",
+            self.status.clone(),
+        );
+        r.register(
+            "staged_version_info",
+            "The version staged for the next boot (value 1; absent when none)",
+            self.staged.clone(),
+        );
+        r.register(
+            "last_check_timestamp_seconds",
+            "Unix time the last update check ended, whatever its result (0: none since start)",
+            self.last_check.clone(),
+        );
+        r.register(
+            "last_successful_check_timestamp_seconds",
+            "Unix time of the last check the server answered (kept across restarts; 0: never)",
+            self.last_success.clone(),
+        );
+        r.register(
+            "next_check_timestamp_seconds",
+            "Unix time of the next scheduled check (0: none scheduled)",
+            self.next_check.clone(),
+        );
+        r.register("checks", "Update checks by result", self.checks.clone());
+        r.register(
+            "errors",
+            "Failed checks and installs by stable error kind",
+            self.errors.clone(),
+        );
+        r.register(
+            "download_bytes",
+            "Bytes received by package (usr, oem, extension) and payload (full, delta)",
+            self.downloaded.clone(),
+        );
+        r.register(
+            "install_duration_seconds",
+            "Install attempts (download to commit) by result",
+            self.installs.clone(),
+        );
+        r.register(
+            "deny_list_entries",
+            "Versions on the local deny list",
+            self.deny_list.clone(),
+        );
+        r.register(
+            "deny_list_readable",
+            "1 when the deny list could be read (0: updates are refused until it is fixed)",
+            self.deny_list_readable.clone(),
+        );
+        r.register(
+            "health_gate_verdicts",
+            "Health gate runs on this node by verdict (persisted across boots)",
+            self.gate_verdicts.clone(),
+        );
     }
-}
-
-/// Whether the transition ends an install: `Some(true)` staged,
-/// `Some(false)` failed, `None` not the end of one.
-pub fn install_result(before: &State, after: &State) -> Option<bool> {
-    let installing = matches!(
-        before,
-        State::UpdateAvailable { .. }
-            | State::Downloading { .. }
-            | State::Verifying { .. }
-            | State::Finalizing { .. }
-    );
-    match after {
-        State::UpdatedNeedReboot { .. } if installing => Some(true),
-        State::ReportingErrorEvent { .. } if installing => Some(false),
-        _ => None,
-    }
-}
-
-/// Where downloaded bytes went: the OS payload (full or delta), or an
-/// extension image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Image {
-    /// The OS payload (USR and kernel).
-    Os {
-        /// A delta against the booted slot.
-        delta: bool,
-    },
-    /// An OEM or Flatcar extension image.
-    Extension,
-}
-
-impl Image {
-    fn labels(self) -> Labels {
-        let (image, payload) = match self {
-            Image::Os { delta: false } => ("os", "full"),
-            Image::Os { delta: true } => ("os", "delta"),
-            Image::Extension => ("extension", "full"),
-        };
-        vec![("image", image.into()), ("payload", payload.into())]
-    }
-}
-
-fn label(key: &'static str, value: impl Into<String>) -> Labels {
-    vec![(key, value.into())]
 }
 
 impl Default for Metrics {
@@ -120,232 +196,199 @@ impl Default for Metrics {
     }
 }
 
-/// Registers `metric` as `update_agent_<name>` and returns it.
-fn reg<M>(r: &mut Registry, name: &str, help: &str, metric: M) -> M
-where
-    M: prometheus_client::registry::Metric + Clone,
-{
-    r.register(format!("update_agent_{name}"), help, metric.clone());
-    metric
-}
-
-impl Inner {
-    /// Every family, registered in `r` (the order is the exposition's).
-    fn register(mut r: Registry) -> Self {
-        let g = Gauges::default;
-        let v = Value::default;
-        let c = Counters::default;
-        let durations: Family<Labels, Histogram> =
-            Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 13)));
-        Inner {
-            build_info: reg(
-                &mut r,
-                "build_info",
-                "Agent and OS version, board, channel (1)",
-                g(),
-            ),
-            status: reg(
-                &mut r,
-                "status",
-                "1 for the current operation, 0 for the others",
-                g(),
-            ),
-            staged: reg(
-                &mut r,
-                "staged_version_info",
-                "The version staged for the next boot (1)",
-                g(),
-            ),
-            last_check: reg(
-                &mut r,
-                "last_check_timestamp_seconds",
-                "Last update check attempt",
-                v(),
-            ),
-            last_success: reg(
-                &mut r,
-                "last_successful_check_timestamp_seconds",
-                "Last update check the server answered",
-                v(),
-            ),
-            next_check: reg(
-                &mut r,
-                "next_check_timestamp_seconds",
-                "Next scheduled check (0: none)",
-                v(),
-            ),
-            checks: reg(&mut r, "checks", "Update checks by outcome", c()),
-            errors: reg(
-                &mut r,
-                "errors",
-                "Failed checks and installs by stable error kind",
-                c(),
-            ),
-            downloaded: reg(
-                &mut r,
-                "downloaded_bytes",
-                "Bytes downloaded by image and payload",
-                c(),
-            ),
-            install_seconds: reg(
-                &mut r,
-                "install_duration_seconds",
-                "From the accepted offer to staged or failed, by result",
-                durations,
-            ),
-            deny_list: reg(
-                &mut r,
-                "deny_list_entries",
-                "Versions on the local deny list",
-                v(),
-            ),
-            gate_verdicts: reg(
-                &mut r,
-                "health_gate_verdicts",
-                "Post-boot health gate verdicts",
-                c(),
-            ),
-            install_started: Mutex::new(None),
-            registry: r,
-        }
-    }
-}
-
 impl Metrics {
-    /// Every family registered, the status IDLE.
+    /// Fresh metrics: IDLE, nothing checked or downloaded yet.
     pub fn new() -> Self {
-        let inner = Inner::register(Registry::default());
+        let mut inner = Inner {
+            registry: Registry::with_prefix("update_agent"),
+            build: Family::default(),
+            status: Family::default(),
+            staged: Family::default(),
+            last_check: Gauge::default(),
+            last_success: Gauge::default(),
+            next_check: Gauge::default(),
+            checks: Family::default(),
+            errors: Family::default(),
+            downloaded: Family::default(),
+            installs: Family::new_with_constructor(duration_histogram),
+            deny_list: Gauge::default(),
+            deny_list_readable: Gauge::default(),
+            gate_verdicts: Family::default(),
+        };
+        inner.register();
         for op in Operation::ALL {
-            let labels = label("operation", op.as_str());
-            inner.status.get_or_create(&labels).set(0.0);
+            let on = i64::from(op == Operation::Idle);
+            inner
+                .status
+                .get_or_create(&[("status", op.as_str())])
+                .set(on);
         }
-        Metrics {
+        for result in [
+            CheckResult::NoUpdate,
+            CheckResult::UpdateAvailable,
+            CheckResult::Refused,
+            CheckResult::Failed,
+        ] {
+            let _ = inner.checks.get_or_create(&[("result", result.as_str())]);
+        }
+        Self {
             inner: Arc::new(inner),
         }
-        .with_status(&State::Idle)
     }
 
-    fn with_status(self, state: &State) -> Self {
-        self.set_status(state);
-        self
-    }
-
-    /// The text exposition of every metric (OpenMetrics).
+    /// The text exposition (OpenMetrics 1.0, which Prometheus reads).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        let _ = encode(&mut out, &self.inner.registry);
         out
     }
 
-    fn set_status(&self, state: &State) {
-        let i = &self.inner;
-        for op in Operation::ALL {
-            let on = op == state.operation();
-            i.status
-                .get_or_create(&label("operation", op.as_str()))
-                .set(f64::from(u8::from(on)));
-        }
-        i.staged.clear();
-        if let State::UpdatedNeedReboot { target } = state {
-            i.staged
-                .get_or_create(&label("version", target.version.clone()))
-                .set(1.0);
-        }
-    }
-
-    /// One state transition of the daemon; `error_kind` is the last
-    /// error's stable kind when `after` reports a failure.
-    pub fn transition(&self, before: &State, after: &State, error_kind: Option<&str>, now: u64) {
-        let i = &self.inner;
-        self.set_status(after);
-        if matches!(after, State::CheckingForUpdate { .. })
-            && !matches!(before, State::CheckingForUpdate { .. })
-        {
-            i.last_check.set(now as f64);
-        }
-        if let Some(outcome) = check_outcome(before, after) {
-            i.checks.get_or_create(&label("outcome", outcome)).inc();
-            if outcome != "error" {
-                i.last_success.set(now as f64);
-            }
-        }
-        if matches!(after, State::ReportingErrorEvent { .. }) {
-            let kind = error_kind.unwrap_or("unknown");
-            i.errors.get_or_create(&label("kind", kind)).inc();
-        }
-        let mut started = i.install_started.lock().unwrap_or_else(|e| e.into_inner());
-        if matches!(after, State::UpdateAvailable { .. }) {
-            *started = Some(Instant::now());
-        }
-        if let Some(ok) = install_result(before, after)
-            && let Some(t) = started.take()
-        {
-            let result = if ok { "staged" } else { "failed" };
-            i.install_seconds
-                .get_or_create(&label("result", result))
-                .observe(t.elapsed().as_secs_f64());
-        }
-    }
-
-    /// The next scheduled check (unix time; 0 when none is scheduled).
-    pub fn set_next_check(&self, unix: u64) {
-        self.inner.next_check.set(unix as f64);
-    }
-
-    /// Agent version, OS version, board, channel.
+    /// The agent's version and what the node's configuration says.
     pub fn set_build_info(&self, os_version: &str, board: &str, channel: &str) {
-        let f = &self.inner.build_info;
-        f.clear();
-        let labels = vec![
+        let labels = [
             ("version", env!("CARGO_PKG_VERSION").to_string()),
             ("os_version", os_version.to_string()),
             ("board", board.to_string()),
             ("channel", channel.to_string()),
         ];
-        f.get_or_create(&labels).set(1.0);
+        if self.inner.build.get(&labels).is_none() {
+            // One series: a channel switch replaces it.
+            self.inner.build.clear();
+        }
+        self.inner.build.get_or_create(&labels).set(1);
     }
 
-    /// Versions on the deny list.
-    pub fn set_deny_list_entries(&self, n: usize) {
-        self.inner.deny_list.set(n as f64);
+    /// The state machine's new state: the status, and the staged version.
+    pub fn set_state(&self, state: &State) {
+        let current = state.operation();
+        for op in Operation::ALL {
+            let v = i64::from(op == current);
+            self.inner
+                .status
+                .get_or_create(&[("status", op.as_str())])
+                .set(v);
+        }
+        match state {
+            State::UpdatedNeedReboot { target } => {
+                let labels = [("version", target.version.clone())];
+                if self.inner.staged.get(&labels).is_none() {
+                    self.inner.staged.clear();
+                }
+                self.inner.staged.get_or_create(&labels).set(1);
+            }
+            _ => self.inner.staged.clear(),
+        }
     }
 
-    /// Adds `n` gate verdicts of this kind (the gate persists its counts;
-    /// the daemon adds them once at start, see
-    /// [`crate::health::verdict_counts`]).
-    pub fn add_gate_verdicts(&self, verdict: &str, n: u64) {
+    /// A check ended at `unix` with `result`.
+    pub fn check_done(&self, result: CheckResult, unix: u64) {
+        self.inner.last_check.set(to_i64(unix));
         self.inner
-            .gate_verdicts
-            .get_or_create(&label("verdict", verdict))
-            .inc_by(n);
+            .checks
+            .get_or_create(&[("result", result.as_str())])
+            .inc();
     }
 
-    /// The byte counter of `image`.
-    pub fn downloaded(&self, image: Image) -> Counter {
-        self.inner.downloaded.get_or_create(&image.labels()).clone()
+    /// The server answered a check at `unix`.
+    pub fn set_last_successful_check(&self, unix: i64) {
+        self.inner.last_success.set(unix);
+    }
+
+    /// The next scheduled check (`None`: none armed).
+    pub fn set_next_check(&self, unix: Option<u64>) {
+        self.inner.next_check.set(unix.map_or(0, to_i64));
+    }
+
+    /// A failure of kind `kind` (the agent's stable `error_kind` names).
+    pub fn error(&self, kind: &str) {
+        self.inner
+            .errors
+            .get_or_create(&[("kind", bounded_kind(kind))])
+            .inc();
+    }
+
+    /// The counter the download loop adds received bytes to.
+    pub fn download_counter(&self, image: Image, delta: bool) -> ByteCounter {
+        let payload = if delta { "delta" } else { "full" };
+        self.inner
+            .downloaded
+            .get_or_create(&[("image", image.as_str()), ("payload", payload)])
+            .clone()
+    }
+
+    /// An install attempt ended after `secs`.
+    pub fn install_done(&self, success: bool, secs: f64) {
+        let result = if success { "success" } else { "failure" };
+        self.inner
+            .installs
+            .get_or_create(&[("result", result)])
+            .observe(secs);
+    }
+
+    /// The deny list's size, or `None` when it cannot be read.
+    pub fn set_deny_list(&self, entries: Option<usize>) {
+        self.inner.deny_list.set(entries.map_or(0, |n| n as i64));
+        self.inner
+            .deny_list_readable
+            .set(i64::from(entries.is_some()));
+    }
+
+    /// The gate's persisted verdict counts.
+    pub fn set_gate_verdicts(&self, counts: &verdicts::Counts) {
+        for (verdict, n) in counts.iter() {
+            let c = self
+                .inner
+                .gate_verdicts
+                .get_or_create(&[("verdict", verdict)]);
+            let counter: &AtomicU64 = c.inner();
+            counter.store(n, Ordering::Relaxed);
+        }
     }
 }
 
-/// A reader that adds every byte it reads to a counter.
-#[derive(Debug)]
-pub struct Counted<R> {
-    inner: R,
-    counter: Counter,
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-impl<R> Counted<R> {
-    /// Counts what `inner` yields into `counter`.
-    pub fn new(inner: R, counter: Counter) -> Self {
-        Counted { inner, counter }
+/// Error kinds are the code's own `&'static str` names; anything else
+/// (which would be a bug) is folded into `other` so a label can never grow
+/// without bound.
+fn bounded_kind(kind: &str) -> String {
+    let plain = !kind.is_empty()
+        && kind.len() <= 48
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if plain { kind } else { "other" }.to_string()
+}
+
+/// The files other processes write, read again at each scrape.
+#[derive(Debug, Clone)]
+pub struct NodeFiles {
+    /// The state directory (host path): the deny list and the gate's
+    /// verdict record live there.
+    pub state_dir: PathBuf,
+}
+
+impl NodeFiles {
+    /// What the socket serves: the files read again, then the text.
+    pub fn render(self, m: Metrics) -> ab_node::metrics_socket::Render {
+        // Two small files; reading them inline keeps the numbers current.
+        std::sync::Arc::new(move || {
+            self.refresh(&m);
+            m.encode()
+        })
     }
-}
 
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.counter.inc_by(n as u64);
-        Ok(n)
+    /// Reads the deny list and the gate's verdicts into `m`.
+    pub fn refresh(&self, m: &Metrics) {
+        let deny = crate::denylist::DenyList::in_dir(&self.state_dir);
+        m.set_deny_list(deny.entries().ok().map(|e| e.len()));
+        match verdicts::read(&self.state_dir.join(verdicts::FILE)) {
+            Ok(counts) => m.set_gate_verdicts(&counts),
+            Err(e) => tracing::debug!("health gate verdicts: {e}"),
+        }
     }
 }
 

@@ -1,140 +1,82 @@
-use std::io::Read;
-
-use omaha::{ErrorCode, ErrorFlags, EventErrorCode};
-
 use super::*;
 use crate::fsm::Target;
 
-fn target() -> Target {
-    Target {
-        version: "3600.0.0".into(),
-        size: 10,
-    }
-}
-
-fn failed() -> State {
-    State::ReportingErrorEvent {
-        code: EventErrorCode::new(ErrorCode::DownloadTransferError, ErrorFlags::NONE),
-    }
-}
-
-fn checking() -> State {
-    State::CheckingForUpdate { interactive: false }
-}
-
-#[test]
-fn check_outcomes_and_install_results_by_transition() {
-    let avail = State::UpdateAvailable { target: target() };
-    let dl = State::Downloading {
-        target: target(),
-        bytes: 3,
-    };
-    let staged = State::UpdatedNeedReboot { target: target() };
-    let fin = State::Finalizing { target: target() };
-    let cases: [(&State, &State, Option<&str>, Option<bool>); 7] = [
-        (&checking(), &State::Idle, Some("no_update"), None),
-        (&checking(), &avail, Some("update"), None),
-        (&checking(), &failed(), Some("error"), None),
-        (&dl, &failed(), None, Some(false)),
-        (&fin, &staged, None, Some(true)),
-        (&avail, &dl, None, None),
-        (&failed(), &State::Idle, None, None),
-    ];
-    for (before, after, outcome, result) in cases {
-        assert_eq!(
-            check_outcome(before, after),
-            outcome,
-            "{before:?} -> {after:?}"
-        );
-        assert_eq!(
-            install_result(before, after),
-            result,
-            "{before:?} -> {after:?}"
-        );
-    }
-}
-
-fn sample(text: &str, series: &str) -> Option<f64> {
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
 }
 
 #[test]
-fn transitions_feed_the_families() {
+fn status_and_staged_version_follow_the_state() {
     let m = Metrics::new();
-    m.transition(&State::Idle, &checking(), None, 100);
-    m.transition(&checking(), &failed(), Some("omaha_request"), 101);
-    m.transition(&failed(), &State::Idle, None, 102);
-    m.transition(&State::Idle, &checking(), None, 200);
-    m.transition(
-        &checking(),
-        &State::UpdateAvailable { target: target() },
-        None,
-        201,
-    );
-    m.transition(
-        &State::Finalizing { target: target() },
-        &State::UpdatedNeedReboot { target: target() },
-        None,
-        250,
-    );
-    let t = m.encode();
-    assert_eq!(
-        sample(&t, "update_agent_checks_total{outcome=\"error\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&t, "update_agent_checks_total{outcome=\"update\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&t, "update_agent_errors_total{kind=\"omaha_request\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&t, "update_agent_last_check_timestamp_seconds"),
-        Some(200.0)
-    );
-    assert_eq!(
-        sample(&t, "update_agent_last_successful_check_timestamp_seconds"),
-        Some(201.0)
-    );
-    assert_eq!(
-        sample(
-            &t,
-            "update_agent_status{operation=\"UPDATE_STATUS_UPDATED_NEED_REBOOT\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&t, "update_agent_status{operation=\"UPDATE_STATUS_IDLE\"}"),
-        Some(0.0)
-    );
-    assert_eq!(
-        sample(&t, "update_agent_staged_version_info{version=\"3600.0.0\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &t,
-            "update_agent_install_duration_seconds_count{result=\"staged\"}"
-        ),
-        Some(1.0)
-    );
+    let text = m.encode();
+    let idle = r#"update_agent_status{status="UPDATE_STATUS_IDLE"}"#;
+    assert_eq!(sample(&text, idle), Some(1.0));
+    m.set_state(&State::UpdatedNeedReboot {
+        target: Target {
+            version: "3600.0.0".into(),
+            size: 1,
+        },
+    });
+    let text = m.encode();
+    assert_eq!(sample(&text, idle), Some(0.0));
+    let staged = r#"update_agent_status{status="UPDATE_STATUS_UPDATED_NEED_REBOOT"}"#;
+    assert_eq!(sample(&text, staged), Some(1.0));
+    let version = r#"update_agent_staged_version_info{version="3600.0.0"}"#;
+    assert_eq!(sample(&text, version), Some(1.0));
+    m.set_state(&State::Idle);
+    assert_eq!(sample(&m.encode(), version), None);
 }
 
 #[test]
-fn counted_reads_add_to_their_image() {
+fn error_kinds_are_bounded() {
     let m = Metrics::new();
-    let mut r = Counted::new(&[7u8; 1000][..], m.downloaded(Image::Os { delta: true }));
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).unwrap();
-    let t = m.encode();
+    m.error("omaha_http_status");
+    m.error("omaha_http_status");
+    m.error("Free text: with spaces");
+    m.error(&"x".repeat(100));
+    let text = m.encode();
+    let known = r#"update_agent_errors_total{kind="omaha_http_status"}"#;
+    assert_eq!(sample(&text, known), Some(2.0));
     assert_eq!(
-        sample(
-            &t,
-            "update_agent_downloaded_bytes_total{image=\"os\",payload=\"delta\"}"
-        ),
-        Some(1000.0)
+        sample(&text, r#"update_agent_errors_total{kind="other"}"#),
+        Some(2.0)
     );
+    assert_eq!(text.matches("update_agent_errors_total{").count(), 2);
+}
+
+#[test]
+fn build_info_keeps_one_series() {
+    let m = Metrics::new();
+    m.set_build_info("3510.2.0", "amd64-usr", "stable");
+    m.set_build_info("3510.2.0", "amd64-usr", "beta");
+    let text = m.encode();
+    assert_eq!(text.matches("update_agent_build_info{").count(), 1);
+    assert!(text.contains(r#"channel="beta""#), "{text}");
+}
+
+#[test]
+fn gate_verdicts_and_deny_list_come_from_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = NodeFiles {
+        state_dir: dir.path().to_path_buf(),
+    };
+    let m = Metrics::new();
+    files.refresh(&m);
+    let text = m.encode();
+    assert_eq!(sample(&text, "update_agent_deny_list_entries"), Some(0.0));
+    assert_eq!(sample(&text, "update_agent_deny_list_readable"), Some(1.0));
+    let deny = crate::denylist::DenyList::in_dir(dir.path());
+    deny.add("3600.0.0", "test", 1).unwrap();
+    verdicts::record(&dir.path().join(verdicts::FILE), "fell_back").unwrap();
+    files.refresh(&m);
+    let text = m.encode();
+    assert_eq!(sample(&text, "update_agent_deny_list_entries"), Some(1.0));
+    let fell_back = r#"update_agent_health_gate_verdicts_total{verdict="fell_back"}"#;
+    assert_eq!(sample(&text, fell_back), Some(1.0));
+    std::fs::write(dir.path().join(crate::denylist::FILE_NAME), "junk\n").unwrap();
+    files.refresh(&m);
+    let text = m.encode();
+    assert_eq!(sample(&text, "update_agent_deny_list_readable"), Some(0.0));
 }

@@ -23,6 +23,7 @@ use crate::config::Root;
 use crate::fsm::Event;
 use crate::install::stream::{self, Progress};
 use crate::install::{InstallError, InstallJob, Net, Reporter};
+use crate::metrics::Image;
 
 /// Everything fetching an image needs; `done` counts the bytes of every
 /// image so far, for the progress of the whole release.
@@ -156,16 +157,14 @@ impl Fetcher<'_> {
     fn apply(&self, package: &Package, file: File) -> Result<(), InstallError> {
         let info = &self.job.info;
         let urls = info.package_urls(package);
-        let extension = crate::metrics::Image::Extension;
-        let body = stream::download(
-            self.net,
-            self.job,
-            extension,
-            &urls,
-            package.size,
-            0,
-            package.size,
-        );
+        let image = if package.name.starts_with("oem-") {
+            Image::Oem
+        } else {
+            Image::Extension
+        };
+        let received = self.net.metrics.download_counter(image, false);
+        let size = package.size;
+        let body = stream::download(self.net, self.job, (&urls, received), size, 0, size);
         let progress = Progress::new(body, self.done.get(), self.report);
         let mut slot = payload::Slot::new(file);
         slot.truncate = true;
