@@ -13,9 +13,12 @@
 //!   (which must hold a verified image) becomes the next boot, the version goes
 //!   on the deny list, `3/0/44` is reported, and the node reboots through a
 //!   configurable command, guarded against reboot loops;
-//! - the slot is already good: nothing, no write. If GRUB fell back because a
-//!   new slot died before its gate ran, that slot is marked bad and its version
-//!   denied.
+//! - the slot is already good: nothing is written to the disk. If GRUB fell
+//!   back because a new slot died before its gate ran, that slot is marked
+//!   bad and its version denied.
+//!
+//! Every verdict is counted in `<state_dir>/health/verdicts` for the
+//! daemon's metrics ([`crate::metrics::verdicts`]).
 //!
 //! Decisions are pure ([`decide`]); this module carries them out.
 
