@@ -375,6 +375,15 @@ impl OmahaServer {
         self
     }
 
+    /// Serves `payload` as the release payload (`PAYLOAD_NAME`) and answers
+    /// the next update check with `version` pointing at it.
+    pub fn offer_payload(&self, version: &str, payload: &[u8]) {
+        let name = crate::fixture::PAYLOAD_NAME;
+        self.serve_file(name, payload.to_vec());
+        let spec = UpdateSpec::for_payload(version, &self.files_url(), name, payload);
+        self.push(Reply::Update(spec));
+    }
+
     /// Serves `data` at `/files/{name}` (GET and HEAD, with `Range`).
     pub fn serve_file(&self, name: &str, data: Vec<u8>) {
         self.lock().files.insert(

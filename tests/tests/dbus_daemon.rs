@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use cgpt::Slot;
 use e2e::dbus_bus::{LineReader, Policy, PrivateBus, client, output, spawn_agent, stderr, stdout};
-use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, USR_MIB};
-use e2e::{OmahaServer, Reply, UpdateSpec, omaha_log};
+use e2e::fixture::{self, BOARD, Node, USR_MIB};
+use e2e::{OmahaServer, omaha_log};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -26,13 +26,7 @@ async fn update_engine_client_drives_the_real_daemon_to_need_reboot() {
     node.add_config("[schedule]\nenabled = false\n");
     let usr = fixture::image_bytes(9, (USR_MIB << 20) as usize);
     let payload = node.payload("3600.0.0", BOARD, &usr, b"kernel of 3600.0.0\n");
-    server.serve_file(PAYLOAD_NAME, payload.clone());
-    server.push(Reply::Update(UpdateSpec::for_payload(
-        "3600.0.0",
-        &server.files_url(),
-        PAYLOAD_NAME,
-        &payload,
-    )));
+    server.offer_payload("3600.0.0", &payload);
     let busdir = tempfile::tempdir().unwrap();
     let bus = PrivateBus::start(busdir.path(), Policy::Shipped);
     let daemon = spawn_agent(node.root(), &bus.address);

@@ -15,8 +15,8 @@ use std::time::Duration;
 use cgpt::disk::FileDisk;
 use cgpt::slot::{self, Slot};
 use e2e::dbus_bus::{LineReader, Policy, PrivateBus, agent_bin, client, output, stderr, stdout};
-use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, RUNNING, USR_MIB};
-use e2e::{OmahaServer, Reply, UpdateSpec, omaha_log};
+use e2e::fixture::{self, BOARD, Node, RUNNING, USR_MIB};
+use e2e::{OmahaServer, Reply, omaha_log};
 use update_agent::denylist::DenyList;
 
 /// The slot GRUB would boot next (on a copy, since booting spends a try).
@@ -84,13 +84,7 @@ fn staged_node(server: &OmahaServer) -> Node {
 fn offer_update(server: &OmahaServer, node: &Node) {
     let usr = fixture::image_bytes(4, (USR_MIB << 20) as usize);
     let payload = node.payload("3600.0.0", BOARD, &usr, b"kernel of 3600.0.0\n");
-    server.serve_file(PAYLOAD_NAME, payload.clone());
-    server.push(Reply::Update(UpdateSpec::for_payload(
-        "3600.0.0",
-        &server.files_url(),
-        PAYLOAD_NAME,
-        &payload,
-    )));
+    server.offer_payload("3600.0.0", &payload);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 use cgpt::Slot;
 use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, RUNNING, USR_MIB};
-use e2e::{OmahaServer, Reply, UpdateSpec, omaha_log};
+use e2e::{OmahaServer, Reply, omaha_log};
 use update_agent::config::Root;
 use update_agent::daemon::{Daemon, Outcome};
 use update_agent::fsm::Operation;
@@ -16,13 +16,7 @@ async fn updates_a_to_b() {
     let usr_b = fixture::image_bytes(2, (USR_MIB << 20) as usize);
     let kernel = b"kernel of 3600.0.0\n".repeat(1000);
     let payload = node.payload("3600.0.0", BOARD, &usr_b, &kernel);
-    server.serve_file(PAYLOAD_NAME, payload.clone());
-    server.push(Reply::Update(UpdateSpec::for_payload(
-        "3600.0.0",
-        &server.files_url(),
-        PAYLOAD_NAME,
-        &payload,
-    )));
+    server.offer_payload("3600.0.0", &payload);
     let a_before = node.slot_hash(Slot::A);
     assert_eq!(node.cgpt_pts(Slot::A), (1, 0, 1));
     assert_eq!(node.cgpt_pts(Slot::B), (0, 0, 0));

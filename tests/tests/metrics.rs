@@ -10,27 +10,18 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::dbus_bus::{
-    LineReader, Policy, PrivateBus, agent_bin, as_nobody, client, is_root, output, stderr, stdout,
-    workspace,
+    LineReader, Policy, PrivateBus, agent_bin, as_nobody, client, is_root, output, spawn_agent,
+    stderr, stdout, workspace,
 };
-use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, RUNNING, USR_MIB};
-use e2e::{OmahaServer, Reply, UpdateSpec};
+use e2e::fixture::{self, BOARD, Node, RUNNING, USR_MIB};
+use e2e::{OmahaServer, Reply};
 use prometheus_parse::{Sample, Scrape, Value};
 
 const SOCKET: &str = "/run/update-agent/public/metrics.sock";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One HTTP/1.0 request on the socket: (status line, headers, body).
 fn http(socket: &Path, request: &str) -> std::io::Result<(String, String, String)> {
@@ -125,14 +116,7 @@ async fn the_daemon_exports_what_it_did() {
     stale_socket(&socket);
     let busdir = tempfile::tempdir().unwrap();
     let bus = PrivateBus::start(busdir.path(), Policy::Shipped);
-    let _daemon = Killed(
-        Command::new(agent_bin())
-            .arg("--root")
-            .arg(node.root())
-            .args(["--bus-address", &bus.address])
-            .spawn()
-            .expect("spawn update-agent"),
-    );
+    let _daemon = spawn_agent(node.root(), &bus.address);
     let mut monitor = LineReader::spawn(Command::new("gdbus").args([
         "monitor",
         "--address",
@@ -211,13 +195,7 @@ async fn the_daemon_exports_what_it_did() {
     // 3. A full update.
     let usr = fixture::image_bytes(9, (USR_MIB << 20) as usize);
     let payload = node.payload("3600.0.0", BOARD, &usr, b"kernel of 3600.0.0\n");
-    server.serve_file(PAYLOAD_NAME, payload.clone());
-    server.push(Reply::Update(UpdateSpec::for_payload(
-        "3600.0.0",
-        &server.files_url(),
-        PAYLOAD_NAME,
-        &payload,
-    )));
+    server.offer_payload("3600.0.0", &payload);
     let o = output(&mut client(&bus.address, &["-update"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let s = scrape(&socket);

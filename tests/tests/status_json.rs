@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::dbus_bus::{Policy, PrivateBus, client, output, spawn_agent, stderr, stdout, workspace};
-use e2e::fixture::{self, BOARD, Node, PAYLOAD_NAME, USR_MIB};
-use e2e::{OmahaServer, Reply, UpdateSpec};
+use e2e::fixture::{self, BOARD, Node, USR_MIB};
+use e2e::{OmahaServer, Reply};
 use serde_json::{Value, json};
 use update_agent::denylist::DenyList;
 
@@ -127,13 +127,7 @@ async fn json_status_follows_its_schema_idle_failed_and_staged() {
     // An update staged: the new slot, its version, the staged version.
     let usr = fixture::image_bytes(9, (USR_MIB << 20) as usize);
     let payload = node.payload("3600.0.0", BOARD, &usr, b"kernel of 3600.0.0\n");
-    server.serve_file(PAYLOAD_NAME, payload.clone());
-    server.push(Reply::Update(UpdateSpec::for_payload(
-        "3600.0.0",
-        &server.files_url(),
-        PAYLOAD_NAME,
-        &payload,
-    )));
+    server.offer_payload("3600.0.0", &payload);
     let o = output(&mut client(&bus.address, &["-update"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let v = status(&bus.address, dir.path());
