@@ -125,7 +125,8 @@ impl Metrics {
         let wants_lock = |s| matches!(s, State::Pending { .. } | State::Acquiring { .. });
         if wants_lock(to) && !wants_lock(from) {
             *waiting = Some(Instant::now());
-            i.pending_since.set(unix_now());
+            i.pending_since
+                .set(i64::try_from(ab_node::unix_now()).unwrap_or(i64::MAX));
         }
         let result = match (from, event) {
             (State::Acquiring { .. }, Event::Acquired) => Some("acquired"),
@@ -143,12 +144,6 @@ impl Metrics {
             i.pending_since.set(0);
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -18,3 +18,10 @@ pub mod steady;
 
 pub use reboot::{LOGIND_REBOOT, RebootError, logind_command, retry_text_busy};
 pub use steady::{STEADY_MARKER, is_steady, write_steady};
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

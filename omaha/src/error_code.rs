@@ -113,17 +113,21 @@ impl BaseCode {
     }
 }
 
+impl BaseCode {
+    /// update_engine's name: `DownloadTransferError`, `OmahaHttpStatus(503)`.
+    pub fn name(self) -> String {
+        match self {
+            Self::Known(c) => c.name().to_string(),
+            Self::OmahaHttpStatus(_) => format!("OmahaHttpStatus({})", self.code() - 2000),
+        }
+    }
+}
+
 impl fmt::Display for BaseCode {
     /// The code and its name: `9 DownloadTransferError`,
     /// `2503 OmahaHttpStatus(503)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Known(c) => write!(f, "{} {}", c.code(), c.name()),
-            Self::OmahaHttpStatus(_) => {
-                let code = self.code();
-                write!(f, "{code} OmahaHttpStatus({})", code - 2000)
-            }
-        }
+        write!(f, "{} {}", self.code(), self.name())
     }
 }
 

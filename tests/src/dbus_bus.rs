@@ -416,6 +416,24 @@ impl Drop for Killed {
     }
 }
 
+/// The real daemon for the node at `root` on the bus at `address`, ready:
+/// returned once it owns `com.coreos.update1`, with the `gdbus monitor`
+/// (started before the daemon, so no signal is missed) for the caller.
+pub fn start_agent(root: &Path, address: &str) -> (Killed, LineReader) {
+    let mut monitor = LineReader::spawn(Command::new("gdbus").args([
+        "monitor",
+        "--address",
+        address,
+        "--dest",
+        "com.coreos.update1",
+    ]));
+    let daemon = spawn_agent(root, address);
+    monitor
+        .wait_for(Duration::from_secs(30), |l| l.contains("is owned by"))
+        .expect("the daemon owns com.coreos.update1");
+    (daemon, monitor)
+}
+
 /// The real daemon for the node at `root`, serving D-Bus on `address`.
 pub fn spawn_agent(root: &Path, address: &str) -> Killed {
     Killed(

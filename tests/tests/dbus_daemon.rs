@@ -4,11 +4,10 @@
 //! sees the StatusUpdate signals end in UPDATED_NEED_REBOOT, and the disk image
 //! holds the new slot.
 
-use std::process::Command;
 use std::time::Duration;
 
 use cgpt::Slot;
-use e2e::dbus_bus::{LineReader, Policy, PrivateBus, client, output, spawn_agent, stderr, stdout};
+use e2e::dbus_bus::{Policy, PrivateBus, client, output, start_agent, stderr, stdout};
 use e2e::fixture::{self, BOARD, Node, USR_MIB};
 use e2e::{OmahaServer, omaha_log};
 
@@ -29,17 +28,7 @@ async fn update_engine_client_drives_the_real_daemon_to_need_reboot() {
     server.offer_payload("3600.0.0", &payload);
     let busdir = tempfile::tempdir().unwrap();
     let bus = PrivateBus::start(busdir.path(), Policy::Shipped);
-    let daemon = spawn_agent(node.root(), &bus.address);
-    let mut monitor = LineReader::spawn(Command::new("gdbus").args([
-        "monitor",
-        "--address",
-        &bus.address,
-        "--dest",
-        "com.coreos.update1",
-    ]));
-    monitor
-        .wait_for(Duration::from_secs(30), |l| l.contains("is owned by"))
-        .expect("the daemon owns com.coreos.update1");
+    let (daemon, mut monitor) = start_agent(node.root(), &bus.address);
     let idle_kib = rss_kib(daemon.0.id());
 
     let o = output(&mut client(&bus.address, &["-update"]));

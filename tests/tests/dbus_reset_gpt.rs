@@ -9,12 +9,10 @@
 //! (3/0/44) to the server.
 
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::Duration;
 
 use cgpt::disk::FileDisk;
 use cgpt::slot::{self, Slot};
-use e2e::dbus_bus::{LineReader, Policy, PrivateBus, agent_bin, client, output, stderr, stdout};
+use e2e::dbus_bus::{Killed, Policy, PrivateBus, client, output, start_agent, stderr, stdout};
 use e2e::fixture::{self, BOARD, Node, RUNNING, USR_MIB};
 use e2e::{OmahaServer, Reply, omaha_log};
 use update_agent::denylist::DenyList;
@@ -27,9 +25,9 @@ fn grub_choice(img: &Path) -> Slot {
     Slot::from_label(&entry.label).unwrap()
 }
 
-/// The real daemon on a private bus, killed on drop.
+/// The real daemon on a private bus (killed on drop).
 struct Agent {
-    child: Child,
+    _daemon: Killed,
     bus: PrivateBus,
     _dir: tempfile::TempDir,
 }
@@ -38,24 +36,9 @@ impl Agent {
     fn start(node: &Node) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bus = PrivateBus::start(dir.path(), Policy::Shipped);
-        let mut monitor = LineReader::spawn(Command::new("gdbus").args([
-            "monitor",
-            "--address",
-            &bus.address,
-            "--dest",
-            "com.coreos.update1",
-        ]));
-        let child = Command::new(agent_bin())
-            .arg("--root")
-            .arg(node.root())
-            .args(["--bus-address", &bus.address])
-            .spawn()
-            .expect("spawn update-agent");
-        monitor
-            .wait_for(Duration::from_secs(30), |l| l.contains("is owned by"))
-            .expect("the daemon owns com.coreos.update1");
+        let (daemon, _) = start_agent(node.root(), &bus.address);
         Self {
-            child,
+            _daemon: daemon,
             bus,
             _dir: dir,
         }
@@ -63,13 +46,6 @@ impl Agent {
 
     fn client(&self, args: &[&str]) -> std::process::Output {
         output(&mut client(&self.bus.address, args))
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

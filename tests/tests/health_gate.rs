@@ -406,45 +406,38 @@ fn unreachable_reporter() -> OmahaReporter {
 #[tokio::test]
 async fn an_unreported_verdict_is_left_for_the_next_update_check() {
     // Fallback: the pref equals the old slot's version, which makes the
-    // check on the old slot a rollback report (3/0/44).
-    let node = Node::new();
-    node.prefs().set(prefs::PREVIOUS_VERSION, "1.0.0").unwrap();
-    node.install_and_boot(Slot::B);
-    node.check("required", "20-etcd", "exit 3");
-    let out = health::run(
-        &node.env(Slot::B, "2.0.0", "boot-1"),
-        &node.config(),
-        &unreachable_reporter(),
-    )
-    .await
-    .unwrap();
-    assert!(
-        matches!(out, Outcome::FellBack { to: Slot::A, .. }),
-        "{out:?}"
-    );
-    let kept = node.prefs().get(prefs::PREVIOUS_VERSION).unwrap();
-    assert_eq!(kept.as_deref(), Some("1.0.0"));
-    assert_eq!(
-        Event::for_update_check(kept.as_deref(), "1.0.0"),
-        Event::rollback()
-    );
-
-    // Blessed: the check on the new slot reports the update (3/2).
-    let node = Node::new();
-    node.prefs().set(prefs::PREVIOUS_VERSION, "1.0.0").unwrap();
-    node.install_and_boot(Slot::B);
-    let out = health::run(
-        &node.env(Slot::B, "2.0.0", "boot-1"),
-        &node.config(),
-        &unreachable_reporter(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(out, Outcome::Blessed);
-    let kept = node.prefs().get(prefs::PREVIOUS_VERSION).unwrap();
-    assert_eq!(kept.as_deref(), Some("1.0.0"));
-    assert_eq!(
-        Event::for_update_check(kept.as_deref(), "2.0.0"),
-        Event::update_check_reboot("1.0.0")
-    );
+    // check on the old slot a rollback report (3/0/44). Blessed: the check
+    // on the new slot reports the update (3/2).
+    let cases = [
+        (Some("exit 3"), "1.0.0", Event::rollback()),
+        (None, "2.0.0", Event::update_check_reboot("1.0.0")),
+    ];
+    for (check, next_running, next_event) in cases {
+        let node = Node::new();
+        node.prefs().set(prefs::PREVIOUS_VERSION, "1.0.0").unwrap();
+        node.install_and_boot(Slot::B);
+        if let Some(body) = check {
+            node.check("required", "20-etcd", body);
+        }
+        let out = health::run(
+            &node.env(Slot::B, "2.0.0", "boot-1"),
+            &node.config(),
+            &unreachable_reporter(),
+        )
+        .await
+        .unwrap();
+        match check {
+            Some(_) => assert!(
+                matches!(out, Outcome::FellBack { to: Slot::A, .. }),
+                "{out:?}"
+            ),
+            None => assert_eq!(out, Outcome::Blessed),
+        }
+        let kept = node.prefs().get(prefs::PREVIOUS_VERSION).unwrap();
+        assert_eq!(kept.as_deref(), Some("1.0.0"));
+        assert_eq!(
+            Event::for_update_check(kept.as_deref(), next_running),
+            next_event
+        );
+    }
 }

@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::dbus_bus::{
-    LineReader, Policy, PrivateBus, agent_bin, as_nobody, client, is_root, output, spawn_agent,
-    stderr, stdout, workspace,
+    Policy, PrivateBus, agent_bin, as_nobody, client, is_root, output, start_agent, stderr, stdout,
+    workspace,
 };
 use e2e::fixture::{self, BOARD, Node, RUNNING, USR_MIB};
 use e2e::{OmahaServer, Reply};
@@ -116,17 +116,7 @@ async fn the_daemon_exports_what_it_did() {
     stale_socket(&socket);
     let busdir = tempfile::tempdir().unwrap();
     let bus = PrivateBus::start(busdir.path(), Policy::Shipped);
-    let _daemon = spawn_agent(node.root(), &bus.address);
-    let mut monitor = LineReader::spawn(Command::new("gdbus").args([
-        "monitor",
-        "--address",
-        &bus.address,
-        "--dest",
-        "com.coreos.update1",
-    ]));
-    monitor
-        .wait_for(Duration::from_secs(30), |l| l.contains("is owned by"))
-        .expect("the daemon owns com.coreos.update1");
+    let (_daemon, _monitor) = start_agent(node.root(), &bus.address);
 
     let s = wait_for_metrics(&socket);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

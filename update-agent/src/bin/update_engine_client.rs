@@ -207,7 +207,7 @@ const STATUS_SCHEMA_VERSION: u32 = 1;
 /// slots, schedule, deny list and last error.
 async fn status_json(client: &Client) -> Result<serde_json::Value, Failure> {
     let s = client.status().await?;
-    let staged = s.current_operation == "UPDATE_STATUS_UPDATED_NEED_REBOOT";
+    let staged = s.operation() == Some(Operation::UpdatedNeedReboot);
     let mut v = serde_json::json!({
         "schema_version": STATUS_SCHEMA_VERSION,
         "current_operation": s.current_operation,
@@ -265,11 +265,7 @@ fn deny_json(entries: Vec<(String, u64, String)>) -> serde_json::Value {
 /// and the flag bits by name.
 fn error_json(kind: &str, message: &str, code: u32) -> serde_json::Value {
     let named = omaha::NamedErrorCode(code);
-    let name = named.base().map_or("Unknown".to_string(), |b| {
-        let text = b.to_string();
-        text.split_once(' ')
-            .map_or(text.clone(), |(_, n)| n.to_string())
-    });
+    let name = named.base().map_or("Unknown".to_string(), |b| b.name());
     serde_json::json!({
         "kind": kind,
         "message": message,

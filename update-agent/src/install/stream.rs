@@ -281,17 +281,26 @@ impl Stream<'_> {
         let path = self.checkpoint.to_path_buf();
         let (job, plan, payload) = (self.job.clone(), self.plan.clone(), self.payload.clone());
         let written = [plan.disk.clone(), self.partial_kernel.to_path_buf()];
+        // Opened at the first save and kept: fdatasync through a second
+        // descriptor flushes the file's (or block device's) dirty pages
+        // all the same.
+        let mut synced_files: Vec<File> = Vec::new();
         let mut last_save: Option<Instant> = None;
         move |cp: &Checkpoint| {
             if last_save.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
                 return;
             }
             last_save = Some(Instant::now());
-            // fdatasync through a second descriptor flushes the file's (or
-            // the block device's) dirty pages all the same.
-            let synced = written
-                .iter()
-                .try_for_each(|p| File::open(p).and_then(|f| f.sync_data()));
+            if synced_files.is_empty() {
+                match written.iter().map(File::open).collect() {
+                    Ok(files) => synced_files = files,
+                    Err(e) => {
+                        tracing::warn!("checkpoint not saved: cannot open the written data: {e}");
+                        return;
+                    }
+                }
+            }
+            let synced = synced_files.iter().try_for_each(File::sync_data);
             if let Err(e) = synced {
                 tracing::warn!("checkpoint not saved: cannot sync the written data: {e}");
                 return;
