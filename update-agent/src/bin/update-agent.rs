@@ -4,6 +4,7 @@
 //! update-agent [daemon] [--root DIR] [--config FILE] [--once]
 //!              [--metrics-socket PATH | --no-metrics]
 //! update-agent health-gate [--root DIR] [--config FILE]
+//! update-agent config show|check|reference [--root DIR] [--config FILE]
 //! ```
 //!
 //! `--once` runs exactly one interactive check→install cycle and exits:
@@ -26,6 +27,9 @@ use update_agent::dbus::daemon_engine::DaemonEngine;
 use update_agent::dbus::{self, Bus};
 use update_agent::metrics::NodeFiles;
 use update_agent::slots::BootDisk;
+
+#[path = "update-agent/config_cmd.rs"]
+mod config_cmd;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "A/B OS update agent (update_engine replacement)")]
@@ -69,6 +73,25 @@ enum Command {
     /// Run the post-boot health gate once: bless the booted slot, or mark it
     /// bad and reboot into the previous one (exit 0: slot good, 1: failed).
     HealthGate,
+    /// Inspect the configuration without starting anything.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print every setting's merged value and the file it came from (or
+    /// "default").
+    Show {
+        /// Print JSON: {"files": [...], "keys": [{"key", "value", "origin"}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate every settings file and update.conf (exit 0 ok, 1 with the
+    /// file and key at fault).
+    Check,
+    /// Print the configuration reference (docs/configuration.md).
+    Reference,
 }
 
 /// Logs to the journal with its priorities when systemd connected stderr
@@ -103,6 +126,25 @@ fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Daemon) {
+        Command::Config(cmd) => {
+            let root = Root::new(&cli.daemon.root);
+            let extra = cli.daemon.config.as_deref();
+            let result = match cmd {
+                ConfigCommand::Show { json } => config_cmd::show(&root, extra, json),
+                ConfigCommand::Check => config_cmd::check(&root, extra),
+                ConfigCommand::Reference => {
+                    config_cmd::print_reference();
+                    Ok(())
+                }
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("update-agent config: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::HealthGate => match run_health_gate(&cli.daemon) {
             Ok(code) => code,
             Err(e) => {

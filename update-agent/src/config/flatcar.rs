@@ -35,6 +35,82 @@ pub const DEFAULT_SERVER: &str = "https://public.update.flatcar-linux.net/v1/upd
 /// `SERVER=disabled` is the documented way to turn updates off.
 pub const SERVER_DISABLED: &str = "disabled";
 
+/// A key of the update.conf files the agent reads (for the configuration
+/// reference and `update-agent config show`; the accessors of
+/// [`FlatcarConfig`] look the keys up by these names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfKey {
+    /// The key, e.g. `SERVER`.
+    pub name: &'static str,
+    /// The value used when no file sets it (or sets it empty, where noted).
+    pub default: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+/// `GROUP`: the release channel.
+pub const GROUP: ConfKey = ConfKey {
+    name: "GROUP",
+    default: omaha::DEFAULT_TRACK,
+    doc: "Release channel (Omaha track), e.g. `stable`, `beta`, `alpha`, or a Nebraska group id; \
+          empty counts as unset. `update_engine_client -channel NAME` writes it to /etc/flatcar/update.conf.",
+};
+/// `SERVER`: the Omaha endpoint.
+pub const SERVER: ConfKey = ConfKey {
+    name: "SERVER",
+    default: DEFAULT_SERVER,
+    doc: "The Omaha server's update URL (`http://127.0.0.1:8080/v1/update/` for a local test server); \
+          `disabled` (Flatcar's documented off switch) is no URL, so no server is \
+          contacted and each check fails; empty counts as unset.",
+};
+/// `MACHINE_ALIAS`.
+pub const MACHINE_ALIAS: ConfKey = ConfKey {
+    name: "MACHINE_ALIAS",
+    default: "",
+    doc: "A name for this node that the server shows (Nebraska's alias).",
+};
+/// `DOWNLOAD_USER`.
+pub const DOWNLOAD_USER: ConfKey = ConfKey {
+    name: "DOWNLOAD_USER",
+    default: "",
+    doc: "HTTP basic-auth user for payload downloads (sent over HTTPS only).",
+};
+/// `DOWNLOAD_PASSWORD`.
+pub const DOWNLOAD_PASSWORD: ConfKey = ConfKey {
+    name: "DOWNLOAD_PASSWORD",
+    default: "",
+    doc: "Its password.",
+};
+/// `FLATCAR_RELEASE_VERSION`.
+pub const RELEASE_VERSION: ConfKey = ConfKey {
+    name: "FLATCAR_RELEASE_VERSION",
+    default: "",
+    doc: "The running version, normally from /usr/share/flatcar/release; the server compares offers with it.",
+};
+/// `FLATCAR_RELEASE_BOARD`.
+pub const RELEASE_BOARD: ConfKey = ConfKey {
+    name: "FLATCAR_RELEASE_BOARD",
+    default: "",
+    doc: "The board (`amd64-usr`, `arm64-usr`); signed payloads must name the same.",
+};
+/// `FLATCAR_RELEASE_APPID`.
+pub const RELEASE_APPID: ConfKey = ConfKey {
+    name: "FLATCAR_RELEASE_APPID",
+    default: omaha::FLATCAR_APP_ID,
+    doc: "The Omaha app id; empty counts as unset.",
+};
+/// Every update.conf key the agent reads, in the reference's order.
+pub const CONF_KEYS: [ConfKey; 8] = [
+    SERVER,
+    GROUP,
+    MACHINE_ALIAS,
+    DOWNLOAD_USER,
+    DOWNLOAD_PASSWORD,
+    RELEASE_VERSION,
+    RELEASE_BOARD,
+    RELEASE_APPID,
+];
+
 /// Why reading the Flatcar configuration failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FlatcarConfigError {
@@ -171,17 +247,17 @@ impl FlatcarConfig {
 
     /// `GROUP`, default `stable`. An empty value counts as unset.
     pub fn group(&self) -> &str {
-        match self.get("GROUP") {
+        match self.get(GROUP.name) {
             Some(g) if !g.is_empty() => g,
-            _ => omaha::DEFAULT_TRACK,
+            _ => GROUP.default,
         }
     }
 
     /// `SERVER`, default [`DEFAULT_SERVER`]. An empty value counts as unset.
     pub fn server(&self) -> &str {
-        match self.get("SERVER") {
+        match self.get(SERVER.name) {
             Some(s) if !s.is_empty() => s,
-            _ => DEFAULT_SERVER,
+            _ => SERVER.default,
         }
     }
 
@@ -192,33 +268,36 @@ impl FlatcarConfig {
 
     /// `MACHINE_ALIAS`, default "".
     pub fn machine_alias(&self) -> &str {
-        self.get_or("MACHINE_ALIAS", "")
+        self.get_or(MACHINE_ALIAS.name, MACHINE_ALIAS.default)
     }
 
     /// `DOWNLOAD_USER`/`DOWNLOAD_PASSWORD` when the user is set. Callers
     /// must only send them over HTTPS.
     pub fn download_credentials(&self) -> Option<(&str, &str)> {
-        match self.get("DOWNLOAD_USER") {
-            Some(user) if !user.is_empty() => Some((user, self.get_or("DOWNLOAD_PASSWORD", ""))),
+        match self.get(DOWNLOAD_USER.name) {
+            Some(user) if !user.is_empty() => Some((
+                user,
+                self.get_or(DOWNLOAD_PASSWORD.name, DOWNLOAD_PASSWORD.default),
+            )),
             _ => None,
         }
     }
 
     /// `FLATCAR_RELEASE_VERSION`, default "".
     pub fn version(&self) -> &str {
-        self.get_or("FLATCAR_RELEASE_VERSION", "")
+        self.get_or(RELEASE_VERSION.name, RELEASE_VERSION.default)
     }
 
     /// `FLATCAR_RELEASE_BOARD`, default "".
     pub fn board(&self) -> &str {
-        self.get_or("FLATCAR_RELEASE_BOARD", "")
+        self.get_or(RELEASE_BOARD.name, RELEASE_BOARD.default)
     }
 
     /// `FLATCAR_RELEASE_APPID`, default [`omaha::FLATCAR_APP_ID`].
     pub fn app_id(&self) -> &str {
-        match self.get("FLATCAR_RELEASE_APPID") {
+        match self.get(RELEASE_APPID.name) {
             Some(a) if !a.is_empty() => a,
-            _ => omaha::FLATCAR_APP_ID,
+            _ => RELEASE_APPID.default,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod flatcar;
 pub mod health;
+pub mod reference;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,15 @@ impl Root {
     /// The root directory itself.
     pub fn dir(&self) -> &Path {
         &self.0
+    }
+
+    /// A host path under this root as the node sees it (`/etc/…`); a path
+    /// outside the root as it is.
+    pub fn node_path(&self, host: &Path) -> PathBuf {
+        match host.strip_prefix(&self.0) {
+            Ok(rel) if self.0 != Path::new("/") => Path::new("/").join(rel),
+            _ => host.to_path_buf(),
+        }
     }
 
     /// `path` (absolute, as on the node) resolved under this root.
@@ -61,5 +71,13 @@ mod tests {
         );
         assert_eq!(root.join("etc/a"), PathBuf::from("/tmp/x/etc/a"));
         assert_eq!(Root::system().join("/etc/a"), PathBuf::from("/etc/a"));
+        assert_eq!(
+            root.node_path(Path::new("/tmp/x/etc/a")),
+            Path::new("/etc/a")
+        );
+        assert_eq!(
+            root.node_path(Path::new("/home/c.toml")),
+            Path::new("/home/c.toml")
+        );
     }
 }

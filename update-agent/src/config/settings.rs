@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use super::Root;
 use super::health::HealthConfig;
-use crate::fsutil;
 use crate::prefs::Prefs;
 use crate::schedule::ScheduleConfig;
 
@@ -52,13 +51,19 @@ pub enum SettingsError {
         source: Box<toml::de::Error>,
     },
     /// The merged values are inconsistent.
-    #[error("invalid setting {field}: {reason}")]
+    #[error("invalid setting {field}{}: {reason}", in_file(origin.as_deref()))]
     Invalid {
+        /// The file that set the value (none when a default is involved).
+        origin: Option<PathBuf>,
         /// `section.field`.
         field: &'static str,
         /// Why.
         reason: String,
     },
+}
+
+fn in_file(origin: Option<&Path>) -> String {
+    origin.map_or_else(String::new, |p| format!(" (set in {})", p.display()))
 }
 
 impl SettingsError {
@@ -73,8 +78,8 @@ impl SettingsError {
 }
 
 pub use fragment::{
-    DownloadFragment, Fragment, HealthFragment, InstallFragment, OmahaFragment, ScheduleFragment,
-    StateFragment,
+    DownloadFragment, Fragment, HealthFragment, InstallFragment, KeyDoc, OmahaFragment, SECTIONS,
+    ScheduleFragment, StateFragment,
 };
 
 /// Validated settings.
@@ -166,23 +171,7 @@ impl Settings {
     /// Like [`Settings::load`], with `extra` (a host path, e.g. from
     /// `--config`) applied last.
     pub fn load_with(root: &Root, extra: Option<&Path>) -> Result<Self, SettingsError> {
-        let mut merged = Fragment::default();
-        let mut files = config_files(root)?;
-        files.extend(extra.map(Path::to_path_buf));
-        for path in files {
-            let text = fsutil::read_optional(&path)
-                .map_err(|source| SettingsError::Read {
-                    path: path.clone(),
-                    source,
-                })?
-                .unwrap_or_default();
-            let fragment = Fragment::parse(&text).map_err(|e| SettingsError::Parse {
-                path: path.clone(),
-                source: Box::new(e),
-            })?;
-            merged.merge(fragment);
-        }
-        Self::from_fragment(merged)
+        Layers::load(root, extra)?.settings()
     }
 
     /// The prefs store under `root`.
@@ -241,7 +230,10 @@ fn list_toml(dir: &Path) -> Result<BTreeMap<String, PathBuf>, SettingsError> {
 }
 
 mod fragment;
+mod layers;
 mod validate;
+
+pub use layers::{Layers, Shown};
 
 #[cfg(test)]
 mod tests;

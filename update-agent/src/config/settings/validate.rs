@@ -95,6 +95,7 @@ fn booted_slot(v: Option<String>) -> Result<Option<cgpt::Slot>, SettingsError> {
     v.map(|s| {
         s.parse::<cgpt::Slot>()
             .map_err(|reason| SettingsError::Invalid {
+                origin: None,
                 field: "install.booted_slot",
                 reason,
             })
@@ -197,6 +198,7 @@ fn schedule(s: ScheduleFragment) -> Result<ScheduleConfig, SettingsError> {
     };
     if schedule.max_backoff < schedule.periodic {
         return Err(SettingsError::Invalid {
+            origin: None,
             field: "schedule.max_backoff_secs",
             reason: format!(
                 "{:?} is shorter than schedule.periodic_secs ({:?})",
@@ -225,6 +227,7 @@ fn timer(
     let mut set = forms.into_iter().flatten();
     match (set.next(), set.next()) {
         (Some(_), Some(_)) => Err(SettingsError::Invalid {
+            origin: None,
             field,
             reason: "set one form of this timer (unit-less, _secs or _ms), not several".into(),
         }),
@@ -238,6 +241,7 @@ fn absolute(field: &'static str, p: PathBuf) -> Result<PathBuf, SettingsError> {
         Ok(p)
     } else {
         Err(SettingsError::Invalid {
+            origin: None,
             field,
             reason: format!("{} is not an absolute path", p.display()),
         })
@@ -247,6 +251,7 @@ fn absolute(field: &'static str, p: PathBuf) -> Result<PathBuf, SettingsError> {
 fn nonzero(field: &'static str, d: Duration) -> Result<Duration, SettingsError> {
     if d.is_zero() {
         Err(SettingsError::Invalid {
+            origin: None,
             field,
             reason: "must be greater than 0".into(),
         })
@@ -261,6 +266,7 @@ fn command(
 ) -> Result<Option<Vec<String>>, SettingsError> {
     match cmd {
         Some(c) if c.is_empty() || c[0].is_empty() => Err(SettingsError::Invalid {
+            origin: None,
             field,
             reason: "must name a program".into(),
         }),
