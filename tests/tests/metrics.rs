@@ -331,3 +331,68 @@ fn open_path_to(root: &Path, top: &Path) {
         }
     }
 }
+
+/// `SERVER=disabled` in /etc's update.conf: scheduled checks are skipped
+/// without a request or an error and counted as `disabled`, the gauge says
+/// so (the not-checked-in alert leaves the node alone), an explicit check
+/// fails naming the setting, and a server set again is used at once. The
+/// socket is the one `metrics.socket` names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_updates_skip_scheduled_checks_quietly() {
+    let server = OmahaServer::start().await;
+    let node = Node::new(&server.update_url());
+    let conf = node.path("/etc/flatcar/update.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, "SERVER=disabled\n").unwrap();
+    // The socket from the settings, not the default.
+    node.add_config(
+        "[schedule]\nfirst_check_ms = 50\nfirst_check_fuzz_ms = 0\nperiodic_ms = 100\nperiodic_fuzz_ms = 0\n[metrics]\nsocket = \"/run/m/agent.sock\"\n",
+    );
+    let busdir = tempfile::tempdir().unwrap();
+    let bus = PrivateBus::start(busdir.path(), Policy::Shipped);
+    let (_daemon, _monitor) = start_agent(node.root(), &bus.address);
+    let socket = node.path("/run/m/agent.sock");
+
+    let mut s = wait_for_metrics(&socket);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while checks(&s, "disabled") < 2.0 {
+        assert!(Instant::now() < deadline, "no scheduled check was skipped");
+        std::thread::sleep(Duration::from_millis(50));
+        s = scrape(&socket);
+    }
+    assert_eq!(value(&s, "update_agent_updates_disabled", &[]), 1.0);
+    assert_eq!(checks(&s, "failed"), 0.0);
+    assert_eq!(status(&s), "UPDATE_STATUS_IDLE");
+    assert!(
+        !s.samples
+            .iter()
+            .any(|x| x.metric == "update_agent_errors_total"),
+        "a skipped check is not an error"
+    );
+    assert!(
+        server.requests().is_empty(),
+        "a disabled node sent a request"
+    );
+
+    let o = output(&mut client(&bus.address, &["-update"]));
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let s = scrape(&socket);
+    assert_eq!(checks(&s, "failed"), 1.0);
+    assert_eq!(
+        value(&s, "update_agent_errors_total", &[("kind", "disabled")]),
+        1.0
+    );
+    let json = output(&mut client(&bus.address, &["-json"]));
+    assert!(
+        stdout(&json).contains("SERVER=disabled"),
+        "the last error names the setting: {}",
+        stdout(&json)
+    );
+
+    std::fs::write(&conf, format!("SERVER={}\n", server.update_url())).unwrap();
+    let o = output(&mut client(&bus.address, &["-update"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = scrape(&socket);
+    assert_eq!(value(&s, "update_agent_updates_disabled", &[]), 0.0);
+    assert!(checks(&s, "no_update") >= 1.0);
+}

@@ -58,10 +58,10 @@ struct DaemonArgs {
     #[arg(long, global = true)]
     no_dbus: bool,
     /// Serve Prometheus metrics on this unix socket (a node path, under
-    /// --root).
-    #[arg(long, global = true, default_value = update_agent::metrics::DEFAULT_SOCKET)]
-    metrics_socket: PathBuf,
-    /// Do not serve metrics.
+    /// --root), instead of the setting `metrics.socket`.
+    #[arg(long, global = true)]
+    metrics_socket: Option<PathBuf>,
+    /// Do not serve metrics, whatever `metrics.enabled` says.
     #[arg(long, global = true)]
     no_metrics: bool,
 }
@@ -176,19 +176,24 @@ fn run_health_gate(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(outcome.exit_code()))
 }
 
-/// Serves the daemon's metrics on `--metrics-socket` (unless
-/// `--no-metrics`). A socket that cannot be set up is logged, not fatal:
-/// updates matter more than their metrics.
+/// Serves the daemon's metrics on `--metrics-socket`, else the setting
+/// (unless `--no-metrics`). A socket that cannot be set up is logged, not
+/// fatal: updates matter more than their metrics.
 fn serve_metrics(
     args: &DaemonArgs,
+    settings: &Settings,
     root: &Root,
     handle: &Handle,
-    files: NodeFiles,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if args.no_metrics {
-        return None;
-    }
-    let path = root.join(&args.metrics_socket);
+    let socket = match (args.no_metrics, &args.metrics_socket) {
+        (true, _) => return None,
+        (false, Some(flag)) => flag,
+        (false, None) => settings.metrics_socket.as_ref()?,
+    };
+    let files = NodeFiles {
+        state_dir: root.join(&settings.state_dir),
+    };
+    let path = root.join(socket);
     match serve::bind(&path) {
         Ok(listener) => {
             tracing::info!("serving metrics on {}", path.display());
@@ -231,10 +236,7 @@ fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     }
     let settings =
         Settings::load_with(&root, args.config.as_deref()).context("loading settings")?;
-    let files = NodeFiles {
-        state_dir: root.join(&settings.state_dir),
-    };
-    let _metrics = rt.block_on(async { serve_metrics(args, &root, &daemon.handle(), files) });
+    let _metrics = rt.block_on(async { serve_metrics(args, &settings, &root, &daemon.handle()) });
     if args.no_dbus {
         rt.block_on(daemon.run());
         return Ok(ExitCode::SUCCESS);

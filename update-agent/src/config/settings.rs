@@ -78,8 +78,8 @@ impl SettingsError {
 }
 
 pub use fragment::{
-    DownloadFragment, Fragment, HealthFragment, InstallFragment, KeyDoc, OmahaFragment, SECTIONS,
-    ScheduleFragment, StateFragment,
+    DownloadFragment, Fragment, HealthFragment, InstallFragment, KeyDoc, MetricsFragment,
+    OmahaFragment, SECTIONS, ScheduleFragment, StateFragment,
 };
 
 /// Validated settings.
@@ -133,6 +133,8 @@ pub struct Settings {
     pub reboot_marker: PathBuf,
     /// The post-boot health gate.
     pub health: HealthConfig,
+    /// The metrics socket (node path); `None`: no metrics.
+    pub metrics_socket: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -146,6 +148,9 @@ impl Settings {
     pub const DEFAULT_STATE_DIR: &'static str = "/var/lib/update_engine";
     /// Default reboot marker (`/var/run` is `/run` on Flatcar).
     pub const DEFAULT_REBOOT_MARKER: &'static str = "/run/update_engine_autoupdate_completed";
+    /// Default metrics socket, in a directory unprivileged scrapers may
+    /// enter.
+    pub const DEFAULT_METRICS_SOCKET: &'static str = "/run/update-agent/public/metrics.sock";
     /// Default kernel directory on the ESP.
     pub const DEFAULT_KERNEL_DIR: &'static str = "/boot/flatcar";
     /// Flatcar's OEM directory.

@@ -21,24 +21,27 @@ impl Daemon {
     /// One update check; returns `NoUpdate`, `UpdateFound` or `Failed`,
     /// and counts it in the metrics.
     pub(super) async fn check(&mut self, interactive: bool) -> Event {
-        let (event, answered) = self.check_server(interactive).await;
-        let result = match (&event, answered) {
-            (Event::NoUpdate, _) => Checked::NoUpdate,
-            (Event::UpdateFound { .. }, _) => Checked::UpdateAvailable,
-            (_, true) => Checked::Refused,
-            (_, false) => Checked::Failed,
-        };
+        let (event, result) = self.check_server(interactive).await;
         let now = crate::fsutil::unix_now();
         self.handle.metrics().check_done(result, now);
         event
     }
 
-    /// The check; the flag says whether the server answered it.
-    async fn check_server(&mut self, interactive: bool) -> (Event, bool) {
+    /// The check and how it ended for the metrics.
+    async fn check_server(&mut self, interactive: bool) -> (Event, Checked) {
         let (identity, prefs) = match self.reload() {
             Ok(loaded) => loaded,
-            Err(event) => return (event, false),
+            Err(event) => return (event, Checked::Failed),
         };
+        let disabled = identity.config.updates_disabled();
+        self.handle.metrics().set_updates_disabled(disabled);
+        // update_engine fails every scheduled check of a node with
+        // SERVER=disabled and reports an error each time; the admin meant
+        // "no updates", so only an explicit check says it is an error.
+        if disabled && !interactive {
+            tracing::info!("updates are disabled (SERVER=disabled); skipping the scheduled check");
+            return (Event::NoUpdate, Checked::Disabled);
+        }
         let previous = prefs.get(prefs::PREVIOUS_VERSION).ok().flatten();
         self.note_rollback(&prefs, &identity, previous.as_deref());
         let source = if interactive {
@@ -55,16 +58,18 @@ impl Daemon {
         }
         let result = match self.post_check(&identity, &request).await {
             Ok(r) => r,
-            Err(event) => return (event, false),
+            Err(event) => return (event, Checked::Failed),
         };
         self.poll_interval = result.response.poll_interval;
-        let event = match result.response.outcome {
-            UpdateCheck::NoUpdate => Event::NoUpdate,
+        match result.response.outcome {
+            UpdateCheck::NoUpdate => (Event::NoUpdate, Checked::NoUpdate),
             UpdateCheck::Update(info) => {
-                self.take_offer(&prefs, identity.config.version(), *info, result.body)
+                match self.take_offer(&prefs, identity.config.version(), *info, result.body) {
+                    e @ Event::UpdateFound { .. } => (e, Checked::UpdateAvailable),
+                    e => (e, Checked::Refused),
+                }
             }
-        };
-        (event, true)
+        }
     }
 
     /// Settings and node identity, read fresh for each check (an admin may

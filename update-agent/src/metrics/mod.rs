@@ -30,10 +30,6 @@ use prometheus_client::registry::Registry;
 
 use crate::fsm::{Operation, State};
 
-/// The default socket (node path), in [`ab_node::metrics_socket::PUBLIC_DIR`]
-/// (served by [`ab_node::metrics_socket`]).
-pub const DEFAULT_SOCKET: &str = "/run/update-agent/public/metrics.sock";
-
 /// A byte counter shared with the download loop.
 pub type ByteCounter = Counter;
 
@@ -61,6 +57,8 @@ pub enum CheckResult {
     Refused,
     /// No usable answer (settings, network, HTTP status, parse).
     Failed,
+    /// A scheduled check skipped because `SERVER=disabled`.
+    Disabled,
 }
 
 impl CheckResult {
@@ -71,6 +69,7 @@ impl CheckResult {
             Self::UpdateAvailable => "update_available",
             Self::Refused => "refused",
             Self::Failed => "failed",
+            Self::Disabled => "disabled",
         }
     }
 }
@@ -119,6 +118,7 @@ struct Inner {
     deny_list: Gauge,
     deny_list_readable: Gauge,
     gate_verdicts: Family<Label1, Counter>,
+    updates_disabled: Gauge,
 }
 
 impl Inner {
@@ -187,6 +187,11 @@ impl Inner {
             "Health gate runs on this node by verdict (persisted across boots)",
             self.gate_verdicts.clone(),
         );
+        r.register(
+            "updates_disabled",
+            "1 when update.conf says SERVER=disabled (scheduled checks are skipped)",
+            self.updates_disabled.clone(),
+        );
     }
 }
 
@@ -214,6 +219,7 @@ impl Metrics {
             deny_list: Gauge::default(),
             deny_list_readable: Gauge::default(),
             gate_verdicts: Family::default(),
+            updates_disabled: Gauge::default(),
         };
         inner.register();
         for op in Operation::ALL {
@@ -228,6 +234,7 @@ impl Metrics {
             CheckResult::UpdateAvailable,
             CheckResult::Refused,
             CheckResult::Failed,
+            CheckResult::Disabled,
         ] {
             let _ = inner.checks.get_or_create(&[("result", result.as_str())]);
         }
@@ -324,6 +331,11 @@ impl Metrics {
             .installs
             .get_or_create(&[("result", result)])
             .observe(secs);
+    }
+
+    /// Whether the last check found `SERVER=disabled`.
+    pub fn set_updates_disabled(&self, disabled: bool) {
+        self.inner.updates_disabled.set(i64::from(disabled));
     }
 
     /// The deny list's size, or `None` when it cannot be read.

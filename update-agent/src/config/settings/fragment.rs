@@ -295,6 +295,17 @@ fragment!(
 );
 
 fragment!(
+    /// `[metrics]`: Prometheus metrics on a unix socket
+    /// (`update-agent --metrics-socket`/`--no-metrics` override it).
+    MetricsFragment ["metrics"] {
+        /// Serve metrics (any local user may read them).
+        enabled: bool = true,
+        /// The unix socket: `curl --unix-socket PATH http://localhost/metrics`.
+        socket: PathBuf = "/run/update-agent/public/metrics.sock",
+    }
+);
+
+fragment!(
     /// `[health]`: the post-boot health gate (`update-agent health-gate`,
     /// `crate::health`).
     HealthFragment ["health"] {
@@ -356,10 +367,13 @@ pub struct Fragment {
     /// `[health]`
     #[serde(default)]
     pub health: HealthFragment,
+    /// `[metrics]`
+    #[serde(default)]
+    pub metrics: MetricsFragment,
 }
 
 /// Every table: its name, doc comment and keys, in file order.
-pub const SECTIONS: [(&str, &str, &[KeyDoc]); 6] = [
+pub const SECTIONS: [(&str, &str, &[KeyDoc]); 7] = [
     (
         OmahaFragment::SECTION,
         OmahaFragment::DOC,
@@ -390,6 +404,11 @@ pub const SECTIONS: [(&str, &str, &[KeyDoc]); 6] = [
         HealthFragment::DOC,
         HealthFragment::KEYS,
     ),
+    (
+        MetricsFragment::SECTION,
+        MetricsFragment::DOC,
+        MetricsFragment::KEYS,
+    ),
 ];
 
 impl Fragment {
@@ -402,6 +421,7 @@ impl Fragment {
             (InstallFragment::SECTION, self.install.set_keys()),
             (StateFragment::SECTION, self.state.set_keys()),
             (HealthFragment::SECTION, self.health.set_keys()),
+            (MetricsFragment::SECTION, self.metrics.set_keys()),
         ];
         tables
             .into_iter()
@@ -426,6 +446,7 @@ impl Fragment {
         self.install.merge(other.install);
         self.state.merge(other.state);
         self.health.merge(other.health);
+        self.metrics.merge(other.metrics);
     }
 }
 

@@ -23,6 +23,10 @@ fn defaults_work_without_any_file() {
     assert!(!s.allow_downgrade);
     assert_eq!(s.reboot_command, None);
     assert_eq!(
+        s.metrics_socket.as_deref(),
+        Some(Path::new("/run/update-agent/public/metrics.sock"))
+    );
+    assert_eq!(
         s.prefs(&Root::new("/r")).dir(),
         Path::new("/r/var/lib/update_engine/prefs")
     );
@@ -103,6 +107,8 @@ fn rejects_bad_files() {
         ("[install]\nslot_device = \"dev/sda\"\n", "settings_invalid"),
         ("[install]\nreboot_command = []\n", "settings_invalid"),
         ("[state]\nstate_dir = \"relative\"\n", "settings_invalid"),
+        ("[metrics]\nsocket = \"m.sock\"\n", "settings_invalid"),
+        ("[metrics]\nenabled = \"no\"\n", "settings_parse"),
     ];
     for (text, kind) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -265,4 +271,18 @@ fn flatcar_payload_key_default_override_and_off() {
     );
     let err = Settings::load(&root).unwrap_err().to_string();
     assert!(err.contains("install.flatcar_payload_key"), "{err}");
+}
+
+#[test]
+fn metrics_socket_setting() {
+    let socket = |text: &str| {
+        Settings::from_fragment(Fragment::parse(text).unwrap())
+            .unwrap()
+            .metrics_socket
+    };
+    assert_eq!(
+        socket("[metrics]\nsocket = \"/run/m.sock\"\n"),
+        Some(PathBuf::from("/run/m.sock"))
+    );
+    assert_eq!(socket("[metrics]\nenabled = false\n"), None);
 }

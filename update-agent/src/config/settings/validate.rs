@@ -87,6 +87,14 @@ pub(super) fn settings(f: Fragment) -> Result<Settings, SettingsError> {
             f.state.reboot_marker,
             Settings::DEFAULT_REBOOT_MARKER,
         )?,
+        metrics_socket: match f.metrics.enabled {
+            Some(false) => None,
+            _ => Some(path_or(
+                "metrics.socket",
+                f.metrics.socket,
+                Settings::DEFAULT_METRICS_SOCKET,
+            )?),
+        },
     })
 }
 
