@@ -310,10 +310,20 @@ impl OmahaServer {
         Self::start_with(Some(tls_acceptor())).await
     }
 
+    /// Plain HTTP on `addr` (`omaha-test-server --listen`).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self::serve(listener, None))
+    }
+
     async fn start_with(tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
+        Self::serve(listener, tls)
+    }
+
+    fn serve(listener: TcpListener, tls: Option<TlsAcceptor>) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Mutex::new(Shared::default()));
         let s = shared.clone();

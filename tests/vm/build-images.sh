@@ -185,8 +185,8 @@ build_data() {
 	local s=$out/data-stage
 	rm -rf "$s" && mkdir -p "$s"
 	cp -a "$out/payloads" "$s/"
-	install -m755 "$bin/vm-omaha" "$s/vm-omaha"
-	strip "$s/vm-omaha"
+	install -m755 "$bin/omaha-test-server" "$s/omaha-test-server"
+	strip "$s/omaha-test-server"
 	install -m755 "$here/guest/guest.sh" "$s/guest.sh"
 	local kib
 	kib=$(($(du -sk "$s" | cut -f1) * 5 / 4 + 32768))

@@ -50,7 +50,7 @@ apt-cache show linux-image-amd64 >/dev/null 2>&1 || apt-get update -qq
 
 t0=$SECONDS
 nice -n 10 cargo build -q --bin update-agent --bin update_engine_client --bin cgpt \
-	--bin update-coordinator --bin locksmithctl --bin payload --bin vm-omaha
+	--bin update-coordinator --bin locksmithctl --bin payload --bin omaha-test-server
 BIN=$REPO/target/debug
 
 WORK=${VM_WORK:-$REPO/target/vm}
@@ -58,7 +58,7 @@ mkdir -p "$WORK"
 base_key=$(grep -E '^(suite|packages)=|mmdebstrap|dpkgopt' "$HERE/build-images.sh" | sha256sum | cut -c1-16)
 img_key=$( (cat "$HERE/build-images.sh" "$HERE/layout.sh" "$HERE/initramfs-init" && find "$HERE/guest" -type f | sort | xargs cat &&
 	cat "$REPO"/systemd/*.service "$REPO"/systemd/dbus/*.conf "$REPO"/systemd/tmpfiles.d/* &&
-	for b in update-agent update_engine_client cgpt update-coordinator locksmithctl payload vm-omaha; do
+	for b in update-agent update_engine_client cgpt update-coordinator locksmithctl payload omaha-test-server; do
 		cat "$BIN/$b"
 	done && echo "$base_key") | sha256sum | cut -c1-16)
 if [ ! -e "$WORK/img-$img_key/done" ]; then

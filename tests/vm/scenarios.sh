@@ -60,7 +60,7 @@ dump_logs() {
 	for l in "${SC_LOGS[@]}"; do
 		echo "  --- $l"
 		cat "$l.boot" 2>/dev/null | sed 's/^/  /'
-		grep -a -E 'update-agent|update_engine|update-engine|update-coordinator|health|vm-omaha|VMTEST|initrd:|Kernel panic|verity' "$l" |
+		grep -a -E 'update-agent|update_engine|update-engine|update-coordinator|health|omaha-test-server|VMTEST|initrd:|Kernel panic|verity' "$l" |
 			grep -a -v 'VMTEST watch' | sed 's/^/  | /' | tail -n 150
 	done
 }

@@ -84,8 +84,7 @@ impl Refusal {
     /// A stable name for logs and `LastError`.
     pub fn error_kind(&self) -> &'static str {
         match self {
-            Self::Policy(PolicyRefusal::Downgrade { .. }) => "downgrade_refused",
-            Self::Policy(PolicyRefusal::Denied { .. }) => "deny_listed",
+            Self::Policy(r) => r.error_kind(),
             Self::InsecureUrl { .. } => "insecure_payload_url",
             Self::Backoff { .. } => "payload_backoff",
         }

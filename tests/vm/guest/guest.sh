@@ -59,7 +59,7 @@ server_args=(--url-file /run/vmtest-url)
 [ -n "$offer" ] && server_args+=(--offer "$offer=$data/payloads/$offer.gz")
 [ -n "$stall" ] && server_args+=(--stall-at "$stall")
 rm -f /run/vmtest-url
-systemd-run --quiet --unit=vmtest-omaha --property=StandardOutput=journal "$data/vm-omaha" "${server_args[@]}"
+systemd-run --quiet --unit=vmtest-omaha --property=StandardOutput=journal "$data/omaha-test-server" "${server_args[@]}"
 for _ in $(seq 1 100); do [ -s /run/vmtest-url ] && break; sleep 0.1; done
 [ -s /run/vmtest-url ] || { say "error=omaha server did not start"; systemctl poweroff; exit 1; }
 # The whole file, made durable: an append lost to an earlier power cut

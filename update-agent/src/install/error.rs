@@ -160,8 +160,7 @@ impl InstallError {
     /// A stable name for logs and `LastError`.
     pub fn error_kind(&self) -> &'static str {
         match self {
-            Self::Refused(PolicyRefusal::Downgrade { .. }) => "downgrade_refused",
-            Self::Refused(PolicyRefusal::Denied { .. }) => "deny_listed",
+            Self::Refused(r) => r.error_kind(),
             Self::Slots(e) => e.error_kind(),
             Self::Keys { .. } => "keyring",
             Self::Gpt { .. } | Self::Revert(_) => "gpt_write",

@@ -18,6 +18,15 @@ pub enum PolicyRefusal {
         /// Running.
         running: String,
     },
+    /// The running version is unknown (no `FLATCAR_RELEASE_VERSION`), so a
+    /// downgrade cannot be ruled out.
+    #[error(
+        "refusing {offered}: the running version is unknown (no FLATCAR_RELEASE_VERSION in /usr/share/flatcar/release); set install.allow_downgrade = true to install anyway"
+    )]
+    UnknownRunning {
+        /// Offered.
+        offered: String,
+    },
     /// On the local deny list.
     #[error(
         "version {version} is on the local deny list ({reason}); allow it again with `update_engine_client -undeny {version}` (or -clear_deny_list)"
@@ -28,6 +37,17 @@ pub enum PolicyRefusal {
         /// Why it was denied.
         reason: String,
     },
+}
+
+impl PolicyRefusal {
+    /// A stable name for logs, `LastError` and the metrics.
+    pub fn error_kind(&self) -> &'static str {
+        match self {
+            Self::Downgrade { .. } => "downgrade_refused",
+            Self::UnknownRunning { .. } => "running_version_unknown",
+            Self::Denied { .. } => "deny_listed",
+        }
+    }
 }
 
 /// Compares dotted versions numerically (`3510.10.0 > 3510.9.1`); a part
@@ -81,10 +101,15 @@ pub fn check_policy(
             reason: d.reason.clone(),
         });
     }
-    if !allow_downgrade
-        && !running.is_empty()
-        && compare_versions(offered, running) == CmpOrdering::Less
-    {
+    if allow_downgrade {
+        return Ok(());
+    }
+    if running.is_empty() {
+        return Err(PolicyRefusal::UnknownRunning {
+            offered: offered.into(),
+        });
+    }
+    if compare_versions(offered, running) == CmpOrdering::Less {
         return Err(PolicyRefusal::Downgrade {
             offered: offered.into(),
             running: running.into(),
@@ -129,7 +154,7 @@ mod tests {
             Option<&'a Denied>,
             Result<(), &'a str>,
         );
-        let rows: [Row; 5] = [
+        let rows: [Row; 7] = [
             ("3600.0.0", "3510.2.0", false, None, Ok(())),
             (
                 "3400.0.0",
@@ -142,6 +167,16 @@ mod tests {
             ),
             ("3400.0.0", "3510.2.0", true, None, Ok(())),
             ("3510.2.0", "3510.2.0", false, None, Ok(())),
+            (
+                "3600.0.0",
+                "",
+                false,
+                None,
+                Err(
+                    "refusing 3600.0.0: the running version is unknown (no FLATCAR_RELEASE_VERSION in /usr/share/flatcar/release); set install.allow_downgrade = true to install anyway",
+                ),
+            ),
+            ("3600.0.0", "", true, None, Ok(())),
             (
                 "3600.0.0",
                 "3510.2.0",

@@ -1,20 +1,24 @@
-//! `vm-omaha`: the project's Omaha test server ([`e2e::OmahaServer`]) as a
-//! process, for the QEMU scenarios of `tests/vm/`. It runs inside the guest
-//! (no guest traffic leaves the machine), writes its update URL to a file,
-//! and reports every request it sees as `VMTEST omaha ...` lines on stdout,
-//! which the guest's journal forwards to the serial console, where the
-//! harness reads them.
+//! `omaha-test-server`: the project's Omaha test server
+//! ([`e2e::OmahaServer`]) as a process. The QEMU scenarios of `tests/vm/`
+//! run it inside the guest (no guest traffic leaves the machine), and
+//! `update-agent/README.md`'s walkthrough runs it next to a test root. It
+//! prints its update URL and one `VMTEST omaha ...` line per request it
+//! sees (in a guest the journal forwards them to the serial console, where
+//! the harness reads them).
 //!
 //! ```text
-//! vm-omaha --url-file FILE [--offer VERSION=PAYLOAD] [--stall-at BYTES]
+//! omaha-test-server [--listen ADDR] [--url-file FILE] [--offer VERSION=PAYLOAD]
+//!                   [--stall-at BYTES]
 //! ```
 //!
-//! `--offer` answers every update check with an update to `VERSION` served
-//! from the file `PAYLOAD`; without it every check gets `noupdate`.
-//! `--stall-at` sends the payload up to that offset and then goes silent
-//! (the harness cuts the power while the agent waits for more).
+//! `--listen` defaults to `127.0.0.1:0` (a free port). `--offer` answers
+//! every update check with an update to `VERSION` served from the file
+//! `PAYLOAD`; without it every check gets `noupdate`. `--stall-at` sends the
+//! payload up to that offset and then goes silent (the harness cuts the
+//! power while the agent waits for more).
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +31,7 @@ const OFFERED_CHECKS: usize = 50;
 
 #[derive(Debug, Default)]
 struct Args {
+    listen: Option<SocketAddr>,
     url_file: Option<PathBuf>,
     offer: Option<(String, PathBuf)>,
     stall_at: Option<u64>,
@@ -38,6 +43,7 @@ fn parse_args() -> Result<Args> {
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
+            "--listen" => args.listen = Some(value.parse().context("--listen takes IP:PORT")?),
             "--url-file" => args.url_file = Some(value.into()),
             "--offer" => {
                 let (v, p) = value
@@ -81,7 +87,12 @@ fn describe(r: &RecordedRequest) -> String {
 }
 
 async fn serve(args: Args) -> Result<()> {
-    let server = OmahaServer::start().await;
+    let server = match args.listen {
+        Some(addr) => OmahaServer::start_on(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?,
+        None => OmahaServer::start().await,
+    };
     let mut payload_name = None;
     if let Some((version, path)) = &args.offer {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
