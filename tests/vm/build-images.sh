@@ -21,7 +21,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/layout.sh"
 
 suite=bookworm
-packages=systemd,systemd-sysv,dbus,udev,dmsetup
+# curl: the guest scrapes the metrics sockets as a Prometheus exporter would.
+packages=systemd,systemd-sysv,dbus,udev,dmsetup,curl
 log() { echo "vm-build: $*" >&2; }
 
 # --- the Debian userland and kernel (slow part, cached) --------------------

@@ -108,6 +108,14 @@ sc_a_to_b() {
 	expect_verified "$V_B"
 	expect "gate result=success state=active"
 	expect_status UPDATE_STATUS_IDLE
+	# The metrics, as uid 65534 reads them: the gate's verdict (persisted
+	# by the gate, exported by the daemon), this boot's check, the release.
+	expect "metric update_agent_health_gate_verdicts_total\\{verdict=\"blessed\"\\} 1\$"
+	expect "metric update_agent_checks_total\\{result=\"no_update\"\\} [1-9]"
+	expect "metric update_agent_status\\{status=\"UPDATE_STATUS_IDLE\"\\} 1\$"
+	expect "metric update_agent_build_info\\{.*os_version=\"$V_B\".*\\} 1\$"
+	expect "metric update_coordinator_state\\{state=\"(starting|running)\"\\} 1\$"
+	expect_not "metric curl"
 	expect_slot USR-B 2 0 1
 	boot ""
 	expect_boot USR-B poweroff

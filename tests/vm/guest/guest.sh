@@ -40,6 +40,17 @@ status() {
 	update_engine_client -status 2>&1 | sed 's/^/VMTEST client-status /'
 	update_engine_client -deny_list 2>&1 | sed 's/^/VMTEST deny-list /'
 }
+# The metrics, scraped as an unprivileged user (the socket directory and
+# modes come from the shipped tmpfiles entry and the daemon).
+metrics() {
+	local sock
+	for sock in metrics coordinator-metrics; do
+		setpriv --reuid=65534 --regid=65534 --clear-groups \
+			curl -sS --unix-socket "/run/update-agent/public/$sock.sock" http://localhost/metrics 2>&1 |
+			grep -E '^(update_agent_(checks_total|health_gate_verdicts_total|build_info|status)|update_coordinator_state)|curl' |
+			sed 's/^/VMTEST metric /'
+	done
+}
 status
 agent=$(systemctl show -p MainPID --value update-engine.service)
 grep -E ' /boot | /etc/flatcar ' "/proc/$agent/mountinfo" | sed 's/^/VMTEST agent-mount /'
@@ -77,6 +88,7 @@ update_engine_client -update 2>&1 | sed 's/^/VMTEST client-update /'
 rc=${PIPESTATUS[0]}
 say "update rc=$rc"
 status
+metrics
 if [ "$rc" = 0 ] && [ -n "$offer" ] && [ -e /run/update_engine_autoupdate_completed ]; then
 	say "staged: waiting for the coordinator's reboot"
 	sleep infinity

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::fragment::Dur;
-use super::{Fragment, HealthFragment, ScheduleFragment, Settings, SettingsError};
+use super::{Fragment, HealthFragment, MetricsFragment, ScheduleFragment, Settings, SettingsError};
 use crate::config::health::HealthConfig;
 use crate::schedule::ScheduleConfig;
 
@@ -87,15 +87,16 @@ pub(super) fn settings(f: Fragment) -> Result<Settings, SettingsError> {
             f.state.reboot_marker,
             Settings::DEFAULT_REBOOT_MARKER,
         )?,
-        metrics_socket: match f.metrics.enabled {
-            Some(false) => None,
-            _ => Some(path_or(
-                "metrics.socket",
-                f.metrics.socket,
-                Settings::DEFAULT_METRICS_SOCKET,
-            )?),
-        },
+        metrics_socket: metrics_socket(f.metrics)?,
     })
+}
+
+/// `[metrics]`: the socket, or `None` when turned off.
+fn metrics_socket(m: MetricsFragment) -> Result<Option<PathBuf>, SettingsError> {
+    if m.enabled == Some(false) {
+        return Ok(None);
+    }
+    path_or("metrics.socket", m.socket, Settings::DEFAULT_METRICS_SOCKET).map(Some)
 }
 
 /// `install.booted_slot`: `A` or `B`.
