@@ -31,6 +31,7 @@ declare -A tools=(
   [systemd-dissect]=systemd-container
   [/usr/bin/jsonschema]=python3-jsonschema
   [promtool]=prometheus
+  [groff]=groff-base
 )
 extra_pkgs=()
 source tests/lib/need-tools.sh

@@ -21,6 +21,8 @@ pub mod pmbr;
 pub mod resize;
 pub mod slot;
 pub mod table;
+#[cfg(feature = "cli")]
+pub mod usage;
 
 pub use attrs::Attributes;
 pub use disk::{Disk, FileDisk, MemDisk};

@@ -7,6 +7,8 @@
 //! the slot back only once the new boot passed the health gate. The decisions are a pure state
 //! machine ([`fsm`]); [`run`] is its executor; [`metrics`] counts what it did.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod fsm;
 pub mod lock;

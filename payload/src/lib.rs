@@ -8,6 +8,8 @@
 //! - [`PayloadError::flatcar_code`]: Flatcar's error code for any failure.
 
 pub mod apply;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod error;
 pub mod extent_writer;
 pub mod generate;

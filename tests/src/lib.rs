@@ -4,6 +4,7 @@
 //! the update agent over real HTTP on 127.0.0.1.
 
 pub mod dbus_bus;
+pub mod docs;
 pub mod fixture;
 pub mod lifecycle;
 pub mod omaha_server;

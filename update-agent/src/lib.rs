@@ -6,6 +6,10 @@
 //! `update.conf` lookup and the agent's TOML settings), [`prefs`] (the
 //! update_engine prefs directory) and [`omaha_client`] (the HTTP client).
 
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "cli")]
+pub mod client_args;
 pub mod config;
 pub mod daemon;
 pub mod dbus;

@@ -2,51 +2,12 @@
 //! Defaults come from update.conf (`LOCKSMITHD_*`); flags override them. Go-style single-dash
 //! flags (`-endpoint=…`) are accepted as locksmithctl's were.
 
-use std::path::PathBuf;
-
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use coordinator::cli::{LocksmithctlArgs as Args, LocksmithctlCommand as Command};
 use coordinator::lock::Release;
 use coordinator::lock::etcd::{EtcdClient, EtcdLock};
 use coordinator::{Config, KeyValues};
-
-#[derive(Debug, Parser)]
-#[command(version, about = "Manage the cluster reboot lock")]
-struct Args {
-    /// Root directory for update.conf and machine-id.
-    #[arg(long, default_value = "/")]
-    root: PathBuf,
-    /// etcd endpoints, comma-separated.
-    #[arg(long)]
-    endpoint: Option<String>,
-    #[arg(long)]
-    etcd_cafile: Option<String>,
-    #[arg(long)]
-    etcd_certfile: Option<String>,
-    #[arg(long)]
-    etcd_keyfile: Option<String>,
-    #[arg(long)]
-    etcd_username: Option<String>,
-    #[arg(long)]
-    etcd_password: Option<String>,
-    /// Reboot group (a separate semaphore).
-    #[arg(long)]
-    group: Option<String>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Show free slots, max and the holders.
-    Status,
-    /// Take a slot for this machine (or ID).
-    Lock { id: Option<String> },
-    /// Release the slot of this machine or of ID (force-release a dead holder).
-    Unlock { id: Option<String> },
-    /// Set the number of nodes that may reboot at once.
-    SetMax { max: i64 },
-}
 
 /// `-endpoint=x` → `--endpoint=x` (Go's flag package accepts one dash).
 fn go_style(args: impl Iterator<Item = String>) -> Vec<String> {

@@ -1,11 +1,10 @@
 //! `update-coordinator`: the standalone reboot coordinator, a locksmithd drop-in for nodes that
 //! keep Flatcar's own update_engine (the update agent embeds the library instead).
 
-use std::path::PathBuf;
-
 use ab_node::metrics_socket;
 use anyhow::Context as _;
 use clap::Parser;
+use coordinator::cli::CoordinatorArgs as Args;
 use coordinator::metrics::Metrics;
 use coordinator::{KeyValues, Outcome, Standalone};
 use std::sync::Arc;
@@ -26,20 +25,6 @@ const ENV_KEYS: &[&str] = &[
     "LOCKSMITHD_ETCD_PASSWORD",
     "LOCKSMITHD_GROUP",
 ];
-
-#[derive(Debug, Parser)]
-#[command(version, about = "Reboot coordinator (locksmithd-compatible)")]
-struct Args {
-    /// Root directory for every path read or written (tests use a temporary directory).
-    #[arg(long, default_value = "/")]
-    root: PathBuf,
-    /// Serve Prometheus metrics on this unix socket (a node path, under --root).
-    #[arg(long, default_value = coordinator::metrics::DEFAULT_SOCKET)]
-    metrics_socket: PathBuf,
-    /// Do not serve metrics.
-    #[arg(long)]
-    no_metrics: bool,
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {

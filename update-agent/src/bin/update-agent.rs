@@ -12,14 +12,14 @@
 //! is already staged), 1 = the check or install failed (the error is
 //! printed).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use std::sync::Arc;
 
 use ab_node::metrics_socket as serve;
+use update_agent::cli::{Cli, Command, ConfigCommand, DaemonArgs};
 use update_agent::config::Root;
 use update_agent::config::settings::Settings;
 use update_agent::daemon::{Daemon, Handle, Outcome};
@@ -30,69 +30,6 @@ use update_agent::slots::BootDisk;
 
 #[path = "update-agent/config_cmd.rs"]
 mod config_cmd;
-
-#[derive(Debug, Parser)]
-#[command(version, about = "A/B OS update agent (update_engine replacement)")]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    daemon: DaemonArgs,
-}
-
-#[derive(Debug, clap::Args, Clone)]
-struct DaemonArgs {
-    /// Directory that stands for `/` (tests and the demo use a tempdir).
-    #[arg(long, default_value = "/", global = true)]
-    root: PathBuf,
-    /// Extra TOML settings file (host path), applied last.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    /// Run one check→install cycle and exit (0 updated, 3 no update, 1 failed).
-    #[arg(long, global = true)]
-    once: bool,
-    /// Serve D-Bus on this bus address instead of the system bus (tests).
-    #[arg(long, global = true)]
-    bus_address: Option<String>,
-    /// Do not serve D-Bus (nodes or tests without a bus).
-    #[arg(long, global = true)]
-    no_dbus: bool,
-    /// Serve Prometheus metrics on this unix socket (a node path, under
-    /// --root), instead of the setting `metrics.socket`.
-    #[arg(long, global = true)]
-    metrics_socket: Option<PathBuf>,
-    /// Do not serve metrics, whatever `metrics.enabled` says.
-    #[arg(long, global = true)]
-    no_metrics: bool,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the daemon (the default).
-    Daemon,
-    /// Run the post-boot health gate once: bless the booted slot, or mark it
-    /// bad and reboot into the previous one (exit 0: slot good, 1: failed).
-    HealthGate,
-    /// Inspect the configuration without starting anything.
-    #[command(subcommand)]
-    Config(ConfigCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum ConfigCommand {
-    /// Print every setting's merged value and the file it came from (or
-    /// "default").
-    Show {
-        /// Print JSON: {"files": [...], "keys": [{"key", "value", "origin"}]}.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Validate every settings file and update.conf (exit 0 ok, 1 with the
-    /// file and key at fault).
-    Check,
-    /// Print the configuration reference (docs/configuration.md).
-    Reference,
-}
 
 /// Logs to the journal with its priorities when systemd connected stderr
 /// to it (`JOURNAL_STREAM`), else to stderr, coloured only on a terminal.

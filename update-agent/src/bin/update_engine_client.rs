@@ -25,12 +25,10 @@ use zbus::proxy::CacheProperties;
 /// update_engine_client polls every 5 s during `-update`.
 const POLL: Duration = Duration::from_secs(5);
 
-#[path = "update_engine_client/args.rs"]
-mod args;
 #[path = "update_engine_client/bar.rs"]
 mod bar;
 
-use args::{Args, USAGE, parse};
+use update_agent::client_args::{Args, USAGE, parse};
 
 /// A failure with its cause in words.
 #[derive(Debug)]

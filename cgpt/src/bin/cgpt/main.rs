@@ -8,7 +8,7 @@
 mod admin;
 mod args;
 mod show;
-mod usage;
+use cgpt::usage;
 
 use std::ffi::OsString;
 use std::io::Write as _;

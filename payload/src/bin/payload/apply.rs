@@ -1,10 +1,10 @@
 //! `payload apply`: open the slots, stream the payload into them with a
 //! progress bar, report what was written.
 
-use crate::args::ApplyArgs;
 use crate::hex32;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use payload::cli::ApplyArgs;
 use payload::keys::Keyring;
 use payload::{Applier, ApplyOptions, Slot, Slots};
 use std::fs::File;

@@ -1,12 +1,12 @@
 //! The subcommands other than `apply`, one function each.
 
-use crate::args::{
-    GenerateArgs, HashArgs, InsertSignatureArgs, InspectArgs, KeyType, KeygenArgs, SignArgs,
-    VerifyArgs,
-};
 use crate::{create, hex32, load_key};
 use anyhow::{Context, Result, bail};
 use payload::ApplyOptions;
+use payload::cli::{
+    GenerateArgs, HashArgs, InsertSignatureArgs, InspectArgs, KeyType, KeygenArgs, SignArgs,
+    VerifyArgs,
+};
 use payload::generate::{Compressor, GenOptions, PartitionInput};
 use payload::keys::{Keyring, SigningKey};
 use payload::mapped::MappedImage;

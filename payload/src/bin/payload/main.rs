@@ -5,7 +5,7 @@
 //! 5 writing the target failed. Errors print Flatcar's error code too.
 
 mod apply;
-mod args;
+use payload::cli as args;
 mod commands;
 mod release;
 mod summary;

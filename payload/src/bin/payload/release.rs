@@ -15,8 +15,8 @@ use payload::mapped::MappedImage;
 use payload::proto::ReleaseInfo;
 use sha2::{Digest, Sha256};
 
-use crate::args::ReleaseArgs;
 use crate::{create, load_key};
+use payload::cli::ReleaseArgs;
 
 /// One written payload: its file name, size and SHA-256.
 struct Written {

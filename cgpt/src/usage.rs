@@ -1,5 +1,8 @@
-//! Usage texts, in vboot cgpt's words where the command exists there.
+//! `cgpt`'s usage texts, in vboot cgpt's words where the command exists
+//! there. In the library so that the man page and completions (`cargo run
+//! -p e2e --bin gen-docs`) are generated from the text `cgpt` prints.
 
+/// `cgpt` alone: the commands.
 pub const TOP: &str = "
 Usage: cgpt COMMAND [OPTIONS] DRIVE
 
@@ -23,6 +26,7 @@ For more detailed usage on a specific command, use \"cgpt COMMAND -h\"
 
 ";
 
+/// `cgpt add -h` (with the type aliases).
 pub fn add() -> String {
     format!(
         "
@@ -56,10 +60,11 @@ coreos-root-raid (and flatcar-*), bios, linux-data, linux-swap, linux-boot,
 linux-home, linux-lvm, linux-raid, linux-reserved, mswin-data, chromeos-data.
 
 ",
-        cgpt::guid::alias_help()
+        crate::guid::alias_help()
     )
 }
 
+/// `cgpt show -h`.
 pub const SHOW: &str = "
 Usage: cgpt show [OPTIONS] DRIVE
 
@@ -85,6 +90,7 @@ Options:
 
 ";
 
+/// `cgpt repair -h`.
 pub const REPAIR: &str = "
 Usage: cgpt repair [OPTIONS] DRIVE
 
@@ -95,6 +101,7 @@ Options:
 
 ";
 
+/// `cgpt prioritize -h`.
 pub const PRIORITIZE: &str = "
 Usage: cgpt prioritize [OPTIONS] DRIVE
 
@@ -111,6 +118,7 @@ priorities.
 
 ";
 
+/// `cgpt next -h`.
 pub const NEXT: &str = "
 Usage: cgpt next DRIVE
 
@@ -123,6 +131,7 @@ to read it.
 
 ";
 
+/// `cgpt find -h`.
 pub const FIND: &str = "
 Usage: cgpt find [OPTIONS] DRIVE
 
@@ -138,6 +147,7 @@ Options:
 
 ";
 
+/// `cgpt create -h`.
 pub const CREATE: &str = "
 Usage: cgpt create [OPTIONS] DRIVE
 
@@ -150,6 +160,7 @@ Options:
 
 ";
 
+/// `cgpt boot -h`.
 pub const BOOT: &str = "
 Usage: cgpt boot [OPTIONS] DRIVE
 
@@ -164,6 +175,7 @@ With no options, it will just print the PMBR boot guid
 
 ";
 
+/// `cgpt legacy -h`.
 pub const LEGACY: &str = "
 Usage: cgpt legacy [OPTIONS] DRIVE
 
@@ -175,6 +187,7 @@ Options:
 
 ";
 
+/// `cgpt resize -h`.
 pub const RESIZE: &str = "
 Usage: cgpt resize [OPTIONS] PARTITION
 
@@ -188,3 +201,28 @@ Options:
   -i NUM       Partition number (for disk images)
 
 ";
+
+/// Each command's name, one-line summary and usage text, in [`TOP`]'s
+/// order.
+pub fn commands() -> Vec<(&'static str, &'static str, String)> {
+    TOP.lines()
+        .filter_map(|l| {
+            let l = l.strip_prefix("    ")?;
+            let (name, about) = l.split_once(' ')?;
+            let text = match name {
+                "create" => CREATE.into(),
+                "add" => add(),
+                "boot" => BOOT.into(),
+                "show" => SHOW.into(),
+                "repair" => REPAIR.into(),
+                "find" => FIND.into(),
+                "prioritize" => PRIORITIZE.into(),
+                "legacy" => LEGACY.into(),
+                "next" => NEXT.into(),
+                "resize" => RESIZE.into(),
+                _ => return None,
+            };
+            Some((name, about.trim(), text))
+        })
+        .collect()
+}

@@ -1,4 +1,6 @@
-//! The command line: one argument struct per subcommand.
+//! `payload`'s command line: one argument struct per subcommand. In the
+//! library so that the man page and completions (`cargo run -p e2e --bin
+//! gen-docs`) are generated from the definitions the binary parses with.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -9,20 +11,20 @@ use std::path::PathBuf;
     version,
     about = "CrAU update payloads: generate, sign, verify, apply"
 )]
-pub(crate) struct Cli {
+pub struct Cli {
     #[command(subcommand)]
-    pub(crate) cmd: Cmd,
+    pub cmd: Cmd,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
-pub(crate) enum KeyType {
+pub enum KeyType {
     Ed25519,
     Rsa2048,
     Rsa4096,
 }
 
 #[derive(Subcommand, Debug)]
-pub(crate) enum Cmd {
+pub enum Cmd {
     /// Create a key pair: OUT.key (PKCS#8 PEM, keep secret) and OUT.pub.
     Keygen(KeygenArgs),
     /// Build a payload from images (full, or delta with --source).
@@ -46,183 +48,207 @@ pub(crate) enum Cmd {
 
 // Arguments of `payload keygen`.
 #[derive(Args, Debug)]
-pub(crate) struct KeygenArgs {
+pub struct KeygenArgs {
+    /// The key type.
     #[arg(long, value_enum, default_value = "ed25519")]
-    pub(crate) r#type: KeyType,
-    pub(crate) out: PathBuf,
+    pub r#type: KeyType,
+    /// Path prefix: writes OUT.key and OUT.pub.
+    pub out: PathBuf,
 }
 
 // Arguments of `payload release`.
 #[derive(Args, Debug)]
-pub(crate) struct ReleaseArgs {
+pub struct ReleaseArgs {
     /// New USR image.
     #[arg(long)]
-    pub(crate) target: PathBuf,
+    pub target: PathBuf,
     /// New kernel image.
     #[arg(long)]
-    pub(crate) kernel: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
     /// An earlier release to make a delta from, VERSION=USR[,KERNEL]
     /// (repeatable): written as `delta-VERSION.gz`.
     #[arg(long = "from", value_parser = parse_from)]
-    pub(crate) from: Vec<(String, PathBuf, Option<PathBuf>)>,
+    pub from: Vec<(String, PathBuf, Option<PathBuf>)>,
     /// Directory to write the payloads to.
     #[arg(long)]
-    pub(crate) out: PathBuf,
+    pub out: PathBuf,
     /// The full payload's file name.
     #[arg(long, default_value = "flatcar_production_update.gz")]
-    pub(crate) name: String,
+    pub name: String,
     /// Signing key (repeatable; at least one).
     #[arg(long = "key", required = true)]
-    pub(crate) keys: Vec<PathBuf>,
+    pub keys: Vec<PathBuf>,
+    /// The release version, e.g. 3600.0.0 (signed into the payload).
     #[arg(long)]
-    pub(crate) version: String,
+    pub version: String,
+    /// The Omaha app id signed into the payload.
     #[arg(long)]
-    pub(crate) app_id: Option<String>,
+    pub app_id: Option<String>,
+    /// The board signed into the payload, e.g. amd64-usr (the agent refuses another board's payload).
     #[arg(long)]
-    pub(crate) board: Option<String>,
+    pub board: Option<String>,
 }
 
 // Arguments of `payload generate`.
 #[derive(Args, Debug)]
-pub(crate) struct GenerateArgs {
+pub struct GenerateArgs {
     /// New USR image.
     #[arg(long)]
-    pub(crate) target: PathBuf,
+    pub target: PathBuf,
     /// Old USR image: makes a delta payload.
     #[arg(long)]
-    pub(crate) source: Option<PathBuf>,
+    pub source: Option<PathBuf>,
     /// Kernel image.
     #[arg(long)]
-    pub(crate) kernel: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
     /// Old kernel image (delta).
     #[arg(long)]
-    pub(crate) old_kernel: Option<PathBuf>,
+    pub old_kernel: Option<PathBuf>,
     /// Extra image NAME=PATH (system extensions), repeatable.
     #[arg(long = "image", value_parser = parse_kv)]
-    pub(crate) images: Vec<(String, PathBuf)>,
+    pub images: Vec<(String, PathBuf)>,
     /// Payload major version: 2 (default) or 1 (stock Flatcar, RSA only).
     #[arg(long, default_value_t = 2)]
-    pub(crate) major: u64,
+    pub major: u64,
     /// Also try zstd (project minor version 64; AOSP tools cannot read it).
     /// zstd is already the v2 default; this adds it to --compressors / --aosp.
     #[arg(long)]
-    pub(crate) zstd: bool,
+    pub zstd: bool,
     /// AOSP-compatible v2 payload: xz + bzip2 (minor 0 full / 4 delta)
     /// instead of the default zstd (minor 64).
     #[arg(long, conflicts_with = "compressors")]
-    pub(crate) aosp: bool,
+    pub aosp: bool,
     /// Delta: also bsdiff changed data against the old data at the same
     /// position, not only against content-matched old blocks (slower).
     #[arg(long)]
-    pub(crate) thorough_diff: bool,
+    pub thorough_diff: bool,
     /// Compressors to try, comma separated (xz,bzip2,zstd); default zstd
     /// (v2) or bzip2 (v1, Flatcar).
     #[arg(long, value_delimiter = ',')]
-    pub(crate) compressors: Option<Vec<String>>,
+    pub compressors: Option<Vec<String>>,
     /// zstd level when zstd is tried.
     #[arg(long, default_value_t = 19)]
-    pub(crate) zstd_level: i32,
+    pub zstd_level: i32,
     /// Signing key (repeatable). Without any, the payload is written unsigned.
     #[arg(long = "key")]
-    pub(crate) keys: Vec<PathBuf>,
+    pub keys: Vec<PathBuf>,
+    /// The release version, e.g. 3600.0.0 (signed into the payload).
     #[arg(long)]
-    pub(crate) version: Option<String>,
+    pub version: Option<String>,
+    /// The Omaha app id signed into the payload.
     #[arg(long)]
-    pub(crate) app_id: Option<String>,
+    pub app_id: Option<String>,
+    /// The board signed into the payload, e.g. amd64-usr (the agent refuses another board's payload).
     #[arg(long)]
-    pub(crate) board: Option<String>,
+    pub board: Option<String>,
+    /// The channel signed into the payload.
     #[arg(long)]
-    pub(crate) channel: Option<String>,
+    pub channel: Option<String>,
     /// Build timestamp (seconds), for downgrade protection.
     #[arg(long)]
-    pub(crate) timestamp: Option<i64>,
+    pub timestamp: Option<i64>,
+    /// Where to write the result.
     #[arg(short, long)]
-    pub(crate) output: PathBuf,
+    pub output: PathBuf,
 }
 
 // Arguments of `payload sign`.
 #[derive(Args, Debug)]
-pub(crate) struct SignArgs {
-    pub(crate) input: PathBuf,
+pub struct SignArgs {
+    /// The payload file.
+    pub input: PathBuf,
+    /// Signing key (repeatable; at least one).
     #[arg(long = "key", required = true)]
-    pub(crate) keys: Vec<PathBuf>,
+    pub keys: Vec<PathBuf>,
+    /// Where to write the result.
     #[arg(short, long)]
-    pub(crate) output: PathBuf,
+    pub output: PathBuf,
 }
 
 // Arguments of `payload hash`.
 #[derive(Args, Debug)]
-pub(crate) struct HashArgs {
-    pub(crate) input: PathBuf,
+pub struct HashArgs {
+    /// The payload file.
+    pub input: PathBuf,
     /// Size of each signature in bytes (64 Ed25519, 256 RSA-2048, 512 RSA-4096).
     #[arg(long = "sig-size", required = true, value_delimiter = ',')]
-    pub(crate) sig_sizes: Vec<usize>,
+    pub sig_sizes: Vec<usize>,
 }
 
 // Arguments of `payload insert-signature`.
 #[derive(Args, Debug)]
-pub(crate) struct InsertSignatureArgs {
-    pub(crate) input: PathBuf,
+pub struct InsertSignatureArgs {
+    /// The payload file.
+    pub input: PathBuf,
     /// Raw signature over the metadata digest, one per --sig-size, in order (v2).
     #[arg(long = "metadata-signature")]
-    pub(crate) metadata: Vec<PathBuf>,
+    pub metadata: Vec<PathBuf>,
     /// Raw signature over the payload digest, one per --sig-size, in order.
     #[arg(long = "payload-signature", required = true)]
-    pub(crate) payload: Vec<PathBuf>,
+    pub payload: Vec<PathBuf>,
+    /// Where to write the result.
     #[arg(short, long)]
-    pub(crate) output: PathBuf,
+    pub output: PathBuf,
 }
 
 // Arguments of `payload verify`.
 #[derive(Args, Debug)]
-pub(crate) struct VerifyArgs {
-    pub(crate) input: PathBuf,
+pub struct VerifyArgs {
+    /// The payload file.
+    pub input: PathBuf,
+    /// Directory of trusted public keys (`*.pub`, `*.pem`).
     #[arg(long)]
-    pub(crate) keys: PathBuf,
+    pub keys: PathBuf,
     /// Expected SHA-256 (hex) of the whole file.
     #[arg(long)]
-    pub(crate) sha256: Option<String>,
+    pub sha256: Option<String>,
 }
 
 // Arguments of `payload inspect`.
 #[derive(Args, Debug)]
-pub(crate) struct InspectArgs {
-    pub(crate) input: PathBuf,
+pub struct InspectArgs {
+    /// The payload file.
+    pub input: PathBuf,
+    /// Print JSON.
     #[arg(long)]
-    pub(crate) json: bool,
+    pub json: bool,
     /// Verify the metadata signature with this keyring.
     #[arg(long)]
-    pub(crate) keys: Option<PathBuf>,
+    pub keys: Option<PathBuf>,
 }
 
 // Arguments of `payload apply`.
 #[derive(Args, Debug)]
-pub(crate) struct ApplyArgs {
-    pub(crate) input: PathBuf,
+pub struct ApplyArgs {
+    /// The payload file.
+    pub input: PathBuf,
+    /// Directory of trusted public keys (`*.pub`, `*.pem`).
     #[arg(long)]
-    pub(crate) keys: PathBuf,
+    pub keys: PathBuf,
     /// USR target (file or block device).
     #[arg(long)]
-    pub(crate) target: Option<PathBuf>,
+    pub target: Option<PathBuf>,
     /// Old USR slot, for delta payloads.
     #[arg(long)]
-    pub(crate) source: Option<PathBuf>,
+    pub source: Option<PathBuf>,
     /// Kernel target file (truncated to the kernel's size).
     #[arg(long)]
-    pub(crate) kernel: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
     /// Other partitions NAME=PATH, repeatable.
     #[arg(long = "partition", value_parser = parse_kv)]
-    pub(crate) partitions: Vec<(String, PathBuf)>,
+    pub partitions: Vec<(String, PathBuf)>,
     /// Verify but do not write partitions that have no target.
     #[arg(long)]
-    pub(crate) skip_missing: bool,
+    pub skip_missing: bool,
+    /// Expected SHA-256 (hex) of the whole file.
     #[arg(long)]
-    pub(crate) sha256: Option<String>,
+    pub sha256: Option<String>,
+    /// No progress bar.
     #[arg(long)]
-    pub(crate) no_progress: bool,
+    pub no_progress: bool,
     /// Write a JSON checkpoint here after every operation.
     #[arg(long)]
-    pub(crate) checkpoint: Option<PathBuf>,
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// `NAME=PATH`, for repeatable image and partition arguments.

@@ -1,0 +1,167 @@
+//! The man pages and shell completions of every shipped binary, rendered
+//! from the definitions the binaries parse with: clap's for `update-agent`,
+//! `update-coordinator`, `locksmithctl` and `payload`; the printed usage
+//! texts for `update_engine_client` (gflags syntax) and `cgpt` (getopt
+//! syntax, vboot's messages), which are turned into a docs-only
+//! `clap::Command`. `cargo run -p e2e --bin gen-docs` writes them to
+//! `docs/man/` and `docs/completions/`; `tests/docs_generated.rs` checks
+//! the committed files are current.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use clap::{Arg, ArgAction, Command, CommandFactory};
+use clap_complete::Shell;
+
+/// Every shipped binary's command line.
+pub fn commands() -> Vec<Command> {
+    vec![
+        update_agent::cli::Cli::command(),
+        update_agent::client_args::command(),
+        coordinator::cli::CoordinatorArgs::command(),
+        coordinator::cli::LocksmithctlArgs::command(),
+        payload::cli::Cli::command(),
+        cgpt_command(),
+    ]
+}
+
+/// `cgpt` as its usage texts describe it: one subcommand per command, one
+/// option per `-X [VALUE]  help` line, and the drive.
+pub fn cgpt_command() -> Command {
+    let mut cmd = Command::new("cgpt")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Edit and inspect GPT partition tables and the USR slots' boot attributes")
+        .long_about(
+            "Edit and inspect GPT partition tables, and the priority, tries and successful \
+             attributes GRUB's gptprio reads, with vboot cgpt's commands, options and \
+             messages. DRIVE is a disk image, a whole-disk device, or a partition device \
+             such as /dev/sda4 (meaning the disk /dev/sda with -i 4).",
+        )
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .subcommand_required(true);
+    for (name, about, text) in cgpt::usage::commands() {
+        let mut sub = Command::new(name)
+            .about(about)
+            .long_about(text.trim().to_string())
+            .disable_help_flag(true);
+        for (flag, value, help) in usage_options(&text) {
+            let mut arg = Arg::new(flag.to_string()).short(flag).help(help);
+            arg = match value {
+                Some(v) => arg.value_name(v.to_string()).num_args(1),
+                None => arg.action(ArgAction::SetTrue),
+            };
+            sub = sub.arg(arg);
+        }
+        sub = sub.arg(Arg::new("DRIVE").required(true));
+        cmd = cmd.subcommand(sub);
+    }
+    cmd
+}
+
+/// The `  -X [VALUE]  help` lines of a usage text (continuation lines
+/// joined).
+fn usage_options(text: &str) -> Vec<(char, Option<&str>, String)> {
+    let mut opts: Vec<(char, Option<&str>, String)> = Vec::new();
+    for line in text.lines() {
+        let spec = line
+            .strip_prefix("  -")
+            .filter(|_| !line.starts_with("   "));
+        if let Some(spec) = spec {
+            let mut chars = spec.chars();
+            let Some(flag) = chars.next() else { continue };
+            let rest = chars.as_str();
+            let (value, help) = match rest.strip_prefix(' ') {
+                Some(r) if r.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                    let (v, h) = r.split_once(' ').unwrap_or((r, ""));
+                    (Some(v), h)
+                }
+                _ => (None, rest),
+            };
+            opts.push((flag, value, help.trim().to_string()));
+        } else if line.starts_with("       ")
+            && let Some(last) = opts.last_mut()
+        {
+            last.2.push(' ');
+            last.2.push_str(line.trim());
+        }
+    }
+    opts
+}
+
+/// Every file: `man/<page>.1` (one per command and subcommand) and
+/// `completions/{bash,zsh,fish}/<file>`, path → contents.
+pub fn render() -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for cmd in commands() {
+        let name = cmd.get_name().to_string();
+        man_pages(&cmd, &name, &mut files);
+        files.insert(format!("completions/bash/{name}"), bash_completion(&cmd));
+        for (shell, file) in [
+            (Shell::Zsh, format!("_{name}")),
+            (Shell::Fish, format!("{name}.fish")),
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd.clone(), &name, &mut out);
+            files.insert(format!("completions/{shell}/{file}"), out);
+        }
+    }
+    files
+}
+
+/// The bash completion. clap_complete's bash script never completes past
+/// a subcommand of a hyphenated bin name (clap-rs/clap#6421, open): the
+/// script is generated for the name with `_` (a valid function name, too)
+/// and registered for the real one. The script matches the command word
+/// through `$1`, so only the `complete` lines name it.
+fn bash_completion(cmd: &Command) -> Vec<u8> {
+    let name = cmd.get_name();
+    let alias = name.replace('-', "_");
+    let mut out = Vec::new();
+    clap_complete::generate(Shell::Bash, &mut cmd.clone(), &alias, &mut out);
+    let text = String::from_utf8(out).expect("clap_complete writes UTF-8");
+    let suffix = format!(" {alias}");
+    text.lines()
+        .map(|l| match l.trim_start().starts_with("complete ") {
+            true => l
+                .strip_suffix(&suffix)
+                .map_or(l.to_string(), |c| format!("{c} {name}")),
+            false => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes()
+        .into_iter()
+        .chain(*b"\n")
+        .collect()
+}
+
+/// `page.1` for `cmd` and `page-sub.1` for each visible subcommand.
+fn man_pages(cmd: &Command, page: &str, files: &mut BTreeMap<String, Vec<u8>>) {
+    let cmd = cmd.clone().name(page.to_string());
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut out)
+        .expect("render into memory");
+    files.insert(format!("man/{page}.1"), out);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        man_pages(sub, &format!("{page}-{}", sub.get_name()), files);
+    }
+}
+
+/// Writes [`render`]'s files under `dir`, replacing `man/` and
+/// `completions/` (so a removed page does not linger).
+pub fn write(dir: &Path) -> std::io::Result<()> {
+    for sub in ["man", "completions"] {
+        match std::fs::remove_dir_all(dir.join(sub)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    for (path, data) in render() {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("a file under dir"))?;
+        std::fs::write(path, data)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! The committed man pages and shell completions (`docs/man/`,
+//! `docs/completions/`) are what the binaries' own definitions render
+//! ([`e2e::docs`]), Debian's groff reads every page without a warning, and
+//! the bash completions complete in a real bash.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use e2e::dbus_bus::workspace;
+
+const REGENERATE: &str = "run `cargo run -p e2e --bin gen-docs` and commit docs/";
+
+/// Every file under `dir`, relative path → contents.
+fn committed(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir.parent().unwrap()).unwrap();
+                files.insert(rel.display().to_string(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn committed_pages_and_completions_are_current() {
+    let docs = workspace().join("docs");
+    let mut on_disk = committed(&docs.join("man"));
+    on_disk.extend(committed(&docs.join("completions")));
+    let rendered = e2e::docs::render();
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&on_disk), names(&rendered), "{REGENERATE}");
+    for (path, data) in &rendered {
+        assert!(on_disk[path] == *data, "docs/{path} is stale: {REGENERATE}");
+    }
+    // One page per binary, and one per subcommand.
+    for page in [
+        "update-agent",
+        "update-agent-config-show",
+        "update_engine_client",
+        "update-coordinator",
+        "locksmithctl",
+        "payload",
+        "payload-generate",
+        "cgpt",
+        "cgpt-add",
+    ] {
+        assert!(rendered.contains_key(&format!("man/{page}.1")), "{page}");
+    }
+}
+
+fn man_pages() -> Vec<PathBuf> {
+    let dir = workspace().join("docs/man");
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.sort();
+    pages
+}
+
+/// `groff -man -ww -z`: every warning enabled, no output.
+#[test]
+fn groff_reads_every_page_without_a_warning() {
+    let pages = man_pages();
+    assert!(pages.len() > 6);
+    for page in pages {
+        let out = Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(&page)
+            .output()
+            .expect("run groff (apt-get install groff-base)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "{}: {stderr}",
+            page.display()
+        );
+    }
+    // The text the pages carry: update_engine_client's explains gflags.
+    let out = Command::new("groff")
+        .args(["-man", "-Tutf8"])
+        .arg(workspace().join("docs/man/update_engine_client.1"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace(['\u{2010}', '\n'], "");
+    assert!(text.contains("one dash or two"), "{text}");
+}
+
+/// What bash offers for `WORDS…<TAB>`, with the completion file sourced
+/// the way bash-completion loads it.
+fn complete(bin: &str, words: &[&str]) -> Vec<String> {
+    let file = workspace().join("docs/completions/bash").join(bin);
+    let script = format!(
+        r#"source "$1"
+f=$(complete -p {bin} | sed -n 's/.* -F \([^ ]*\) .*/\1/p')
+COMP_WORDS=({bin} {words})
+COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+COMP_LINE="${{COMP_WORDS[*]}}"
+COMP_POINT=${{#COMP_LINE}}
+"$f" {bin} "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+        words = words.join(" ")
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script, "complete"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn bash_completes_subcommands_and_flags() {
+    assert_eq!(complete("update-agent", &["con"]), ["config"]);
+    assert!(complete("update-agent", &["config", "sh"]).contains(&"show".to_string()));
+    assert!(complete("update-agent", &["--metrics"]).contains(&"--metrics-socket".to_string()));
+    assert_eq!(complete("update_engine_client", &["--sta"]), ["--status"]);
+    assert!(complete("payload", &["gen"]).contains(&"generate".to_string()));
+    assert!(complete("locksmithctl", &["set"]).contains(&"set-max".to_string()));
+    assert!(complete("cgpt", &["pri"]).contains(&"prioritize".to_string()));
+    assert!(complete("cgpt", &["add", "-"]).contains(&"-P".to_string()));
+    assert!(complete("update-coordinator", &["--no"]).contains(&"--no-metrics".to_string()));
+}
