@@ -79,6 +79,10 @@ fn usage_options(text: &str) -> Vec<(char, Option<&str>, String)> {
                 _ => (None, rest),
             };
             opts.push((flag, value, help.trim().to_string()));
+        } else if let Some((flag, help)) = nested_option(line) {
+            // `show -i NUM` takes a field selector (`-b`, `-S` …), listed
+            // under it.
+            opts.push((flag, None, format!("With -i: print only the {help}.")));
         } else if line.starts_with("       ")
             && let Some(last) = opts.last_mut()
         {
@@ -89,13 +93,28 @@ fn usage_options(text: &str) -> Vec<(char, Option<&str>, String)> {
     opts
 }
 
+/// An indented `-X  help` line (an option listed under another one).
+fn nested_option(line: &str) -> Option<(char, &str)> {
+    let rest = line.strip_prefix("     ")?.trim_start().strip_prefix('-')?;
+    let mut chars = rest.chars();
+    let flag = chars.next().filter(char::is_ascii_alphabetic)?;
+    let help = chars.as_str().strip_prefix("  ")?.trim();
+    Some((flag, help))
+}
+
 /// Every file: `man/<page>.1` (one per command and subcommand) and
 /// `completions/{bash,zsh,fish}/<file>`, path → contents.
 pub fn render() -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     for cmd in commands() {
         let name = cmd.get_name().to_string();
-        man_pages(&cmd, &name, &mut files);
+        // Built, global options (`update-agent --root`) reach the
+        // subcommands' pages; the completions take the unbuilt command
+        // (building names the subcommands `update-agent config`, which
+        // clap_complete's bash script then spells inconsistently).
+        let mut built = cmd.clone();
+        built.build();
+        man_pages(&built, &name, &name, &mut files);
         files.insert(format!("completions/bash/{name}"), bash_completion(&cmd));
         for (shell, file) in [
             (Shell::Zsh, format!("_{name}")),
@@ -136,16 +155,31 @@ fn bash_completion(cmd: &Command) -> Vec<u8> {
         .collect()
 }
 
-/// `page.1` for `cmd` and `page-sub.1` for each visible subcommand.
-fn man_pages(cmd: &Command, page: &str, files: &mut BTreeMap<String, Vec<u8>>) {
-    let cmd = cmd.clone().name(page.to_string());
+/// `page.1` for `cmd` and `page-sub.1` for each visible subcommand; the
+/// synopsis names the command as typed (`cgpt show`), the title as the
+/// page (`cgpt-show`).
+fn man_pages(cmd: &Command, page: &str, typed: &str, files: &mut BTreeMap<String, Vec<u8>>) {
+    let mut cmd = cmd
+        .clone()
+        .display_name(page.to_string())
+        .bin_name(typed.to_string());
+    if cmd.get_version().is_none() {
+        // The footer names the version, as on the top page.
+        cmd = cmd.version(env!("CARGO_PKG_VERSION"));
+    }
     let mut out = Vec::new();
     clap_mangen::Man::new(cmd.clone())
         .render(&mut out)
         .expect("render into memory");
     files.insert(format!("man/{page}.1"), out);
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        man_pages(sub, &format!("{page}-{}", sub.get_name()), files);
+        let name = sub.get_name();
+        man_pages(
+            sub,
+            &format!("{page}-{name}"),
+            &format!("{typed} {name}"),
+            files,
+        );
     }
 }
 

@@ -134,3 +134,51 @@ fn bash_completes_subcommands_and_flags() {
     assert!(complete("cgpt", &["add", "-"]).contains(&"-P".to_string()));
     assert!(complete("update-coordinator", &["--no"]).contains(&"--no-metrics".to_string()));
 }
+
+/// cgpt's man page and completions come from its usage texts, so the real
+/// `cgpt` must accept exactly the options they document: each documented
+/// one is known to the parser (with a value where one is documented), and
+/// every other letter is refused as unrecognized.
+#[test]
+fn cgpt_accepts_exactly_the_documented_options() {
+    let cgpt = e2e::dbus_bus::build_bins(&["-p", "cgpt", "--bin", "cgpt"]).join("cgpt");
+    let drive = "/nonexistent/cgpt-docs-test.img";
+    let stderr = |args: &[&str]| {
+        let out = Command::new(&cgpt).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let doc = e2e::docs::cgpt_command();
+    for sub in doc.get_subcommands() {
+        let name = sub.get_name();
+        let mut documented = vec!['h'];
+        for arg in sub
+            .get_arguments()
+            .filter_map(|a| a.get_short().map(|s| (s, a)))
+        {
+            let (flag, arg) = arg;
+            documented.push(flag);
+            let flag_arg = format!("-{flag}");
+            let mut args = vec![name, flag_arg.as_str()];
+            if arg.get_value_names().is_some() {
+                args.push("1");
+            }
+            args.push(drive);
+            let err = stderr(&args);
+            assert!(
+                !err.contains("unrecognized option"),
+                "cgpt {name} {flag_arg} is documented but refused: {err}"
+            );
+        }
+        for flag in ('a'..='z').chain('A'..='Z') {
+            if documented.contains(&flag) {
+                continue;
+            }
+            let flag_arg = format!("-{flag}");
+            let err = stderr(&[name, &flag_arg, drive]);
+            assert!(
+                err.contains(&format!("unrecognized option: -{flag}")),
+                "cgpt {name} accepts {flag_arg}, which its usage does not document: {err}"
+            );
+        }
+    }
+}

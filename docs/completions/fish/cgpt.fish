@@ -52,10 +52,21 @@ complete -c cgpt -n "__fish_cgpt_using_subcommand add" -s A -d 'set raw 16-bit a
 complete -c cgpt -n "__fish_cgpt_using_subcommand boot" -s i -d 'Set bootable partition' -r
 complete -c cgpt -n "__fish_cgpt_using_subcommand boot" -s b -d 'Install bootloader code in the PMBR' -r
 complete -c cgpt -n "__fish_cgpt_using_subcommand boot" -s p -d 'Create legacy PMBR partition table'
-complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s i -d 'Show specified partition only, with format: -b  beginning sector -s  partition size (in sectors) -t  type GUID -u  unique GUID -l  label -S  Successful flag -T  Tries flag -P  Priority flag -R  Required flag -B  Legacy Boot flag -A  raw 16-bit attribute value (bits 48-63)' -r
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s i -d 'Show specified partition only, with format:' -r
 complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s n -d 'Numeric output only.'
 complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s v -d 'Verbose output.'
 complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s q -d 'Quick output.'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s b -d 'With -i: print only the beginning sector.'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s s -d 'With -i: print only the partition size (in sectors).'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s t -d 'With -i: print only the type GUID.'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s u -d 'With -i: print only the unique GUID.'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s l -d 'With -i: print only the label.'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s S -d 'With -i: print only the Successful flag.'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s T -d 'With -i: print only the Tries flag.'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s P -d 'With -i: print only the Priority flag.'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s R -d 'With -i: print only the Required flag.'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s B -d 'With -i: print only the Legacy Boot flag.'
+complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s A -d 'With -i: print only the raw 16-bit attribute value (bits 48-63).'
 complete -c cgpt -n "__fish_cgpt_using_subcommand show" -s d -d 'Debug output (including invalid headers)'
 complete -c cgpt -n "__fish_cgpt_using_subcommand repair" -s v -d 'Verbose'
 complete -c cgpt -n "__fish_cgpt_using_subcommand find" -s t -d 'Search for partitions of this type (or alias)' -r
