@@ -379,3 +379,37 @@ async fn a_successful_check_clears_the_last_error_and_the_check_time_persists() 
     let restarted = Daemon::new(Root::new(node.root()), None).unwrap();
     assert_eq!(restarted.handle().last_checked_time(), checked);
 }
+
+/// A node whose release file names no version or no board takes no offer:
+/// nothing could rule out a downgrade, or another board's release. The
+/// check still goes out; nothing is downloaded; setting the key in
+/// /etc/flatcar/update.conf (which update_engine reads first) fixes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_does_not_know_its_version_or_board_takes_nothing() {
+    let (server, node) = setup().await;
+    let (_, _, payload) = fixture::small_payload();
+    let release = node.path("/usr/share/flatcar/release");
+    for (text, kind) in [
+        (
+            "FLATCAR_RELEASE_BOARD=amd64-usr\n",
+            "running_version_unknown",
+        ),
+        ("FLATCAR_RELEASE_VERSION=3510.2.0\n", "board_unknown"),
+    ] {
+        std::fs::write(&release, text).unwrap();
+        server.push(Reply::Update(offer(&server, "3600.0.0", payload)));
+        let err = fails(&server, &node, 35, 9).await;
+        assert_eq!(err.kind, kind, "{err:?}");
+    }
+    assert!(
+        server.requests().iter().all(|r| r.method != "GET"),
+        "nothing may be downloaded"
+    );
+    let conf = node.path("/etc/flatcar/update.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, "FLATCAR_RELEASE_BOARD=amd64-usr\n").unwrap();
+    server.push(Reply::Update(offer(&server, "3600.0.0", payload)));
+    let mut daemon = Daemon::new(Root::new(node.root()), None).unwrap();
+    let outcome = daemon.run_once().await;
+    assert!(matches!(outcome, Outcome::Updated { .. }), "{outcome:?}");
+}

@@ -22,6 +22,8 @@ pub struct Offer<'a> {
     pub server_https: bool,
     /// The running version.
     pub running: &'a str,
+    /// The node's board (`FLATCAR_RELEASE_BOARD`); empty when unknown.
+    pub board: &'a str,
     /// The offered version's deny-list entry; `Err` (why) when the deny list
     /// cannot be read, which refuses every update.
     pub denied: Result<Option<&'a Denied>, &'a str>,
@@ -128,8 +130,16 @@ pub fn decide_offer(offer: Offer<'_>) -> Verdict {
             Some(&unreadable)
         }
     };
-    if let Err(refusal) = check_policy(&info.version, offer.running, offer.allow_downgrade, denied)
-    {
+    let policy = check_policy(&info.version, offer.running, offer.allow_downgrade, denied);
+    // A node that does not know its board cannot tell another board's
+    // release from its own (the signed release info is checked against it).
+    let policy = policy.and_then(|()| match offer.board {
+        "" => Err(PolicyRefusal::UnknownBoard {
+            offered: info.version.clone(),
+        }),
+        _ => Ok(()),
+    });
+    if let Err(refusal) = policy {
         return Verdict {
             save: None,
             result: Err(refusal.into()),

@@ -61,10 +61,11 @@ impl Daemon {
             Err(event) => return (event, Checked::Failed),
         };
         self.poll_interval = result.response.poll_interval;
+        let c = &identity.config;
         match result.response.outcome {
             UpdateCheck::NoUpdate => (Event::NoUpdate, Checked::NoUpdate),
             UpdateCheck::Update(info) => {
-                match self.take_offer(&prefs, identity.config.version(), *info, result.body) {
+                match self.take_offer(&prefs, (c.version(), c.board()), *info, result.body) {
                     e @ Event::UpdateFound { .. } => (e, Checked::UpdateAvailable),
                     e => (e, Checked::Refused),
                 }
@@ -132,7 +133,7 @@ impl Daemon {
     fn take_offer(
         &mut self,
         prefs: &Prefs,
-        running: &str,
+        (running, board): (&str, &str),
         info: UpdateInfo,
         body: Vec<u8>,
     ) -> Event {
@@ -154,6 +155,7 @@ impl Daemon {
             info: &info,
             server_https,
             running,
+            board,
             denied,
             allow_downgrade: self.settings.allow_downgrade,
             payload_state: prefs.load_payload_state(),

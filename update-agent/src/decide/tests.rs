@@ -96,6 +96,7 @@ fn offer_table() {
             info: &info,
             server_https: false,
             running,
+            board: "amd64-usr",
             denied: d,
             allow_downgrade: allow,
             payload_state: state,
@@ -137,6 +138,7 @@ fn backoff_message_names_the_attempt_and_time_left() {
         info: &info,
         server_https: false,
         running: "3510.2.0",
+        board: "amd64-usr",
         denied: Ok(None),
         allow_downgrade: false,
         payload_state: state,
@@ -201,6 +203,7 @@ fn an_https_server_never_sends_the_payload_over_http() {
             info,
             server_https: https,
             running: "3510.2.0",
+            board: "amd64-usr",
             denied: Ok(None),
             allow_downgrade: false,
             payload_state: PayloadState::default(),
@@ -219,4 +222,30 @@ fn an_https_server_never_sends_the_payload_over_http() {
     assert!(offer(&info, false).result.is_ok());
     info.urls.pop();
     assert!(offer(&info, true).result.is_ok());
+}
+
+#[test]
+fn a_node_that_does_not_know_its_board_takes_nothing() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let info = info("3600.0.0");
+    let schedule = ScheduleConfig::default();
+    let v = decide_offer(Offer {
+        info: &info,
+        server_https: false,
+        running: "3510.2.0",
+        board: "",
+        denied: Ok(None),
+        allow_downgrade: true,
+        payload_state: PayloadState::default(),
+        schedule: &schedule,
+        now,
+    });
+    let refusal = v.result.unwrap_err();
+    assert_eq!(refusal.error_kind(), "board_unknown");
+    assert_eq!(refusal.error_code(), ErrorCode::OmahaUpdateIgnoredPerPolicy);
+    assert!(
+        refusal.to_string().contains("/etc/flatcar/update.conf"),
+        "{refusal}"
+    );
+    assert_eq!(v.save, None);
 }

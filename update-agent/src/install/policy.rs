@@ -27,6 +27,15 @@ pub enum PolicyRefusal {
         /// Offered.
         offered: String,
     },
+    /// The node's board is unknown (no `FLATCAR_RELEASE_BOARD`), so another
+    /// board's release cannot be told apart.
+    #[error(
+        "refusing {offered}: this node's board is unknown (no FLATCAR_RELEASE_BOARD in /usr/share/flatcar/release); set it in /etc/flatcar/update.conf"
+    )]
+    UnknownBoard {
+        /// Offered.
+        offered: String,
+    },
     /// On the local deny list.
     #[error(
         "version {version} is on the local deny list ({reason}); allow it again with `update_engine_client -undeny {version}` (or -clear_deny_list)"
@@ -45,6 +54,7 @@ impl PolicyRefusal {
         match self {
             Self::Downgrade { .. } => "downgrade_refused",
             Self::UnknownRunning { .. } => "running_version_unknown",
+            Self::UnknownBoard { .. } => "board_unknown",
             Self::Denied { .. } => "deny_listed",
         }
     }
