@@ -32,6 +32,8 @@ declare -A tools=(
   [/usr/bin/jsonschema]=python3-jsonschema
   [promtool]=prometheus
   [groff]=groff-base
+  [fish]=fish
+  [zsh]=zsh
 )
 extra_pkgs=()
 source tests/lib/need-tools.sh

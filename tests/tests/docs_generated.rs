@@ -1,7 +1,9 @@
 //! The committed man pages and shell completions (`docs/man/`,
 //! `docs/completions/`) are what the binaries' own definitions render
-//! ([`e2e::docs`]), Debian's groff reads every page without a warning, and
-//! the bash completions complete in a real bash.
+//! ([`e2e::docs`]), Debian's groff reads every page without a warning, the
+//! bash and fish completions complete in a real bash and fish, zsh parses
+//! its scripts, and the real `cgpt` accepts exactly the options its pages
+//! document.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -181,4 +183,54 @@ fn cgpt_accepts_exactly_the_documented_options() {
             );
         }
     }
+}
+
+/// What fish offers for `LINE<TAB>` (`complete -C`), the completion file
+/// sourced.
+fn fish_complete(bin: &str, line: &str) -> Vec<String> {
+    let file = workspace()
+        .join("docs/completions/fish")
+        .join(format!("{bin}.fish"));
+    // fish keeps history and config under HOME: a scratch one.
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new("fish")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("XDG_DATA_HOME", home.path())
+        .arg("-c")
+        .arg(format!("source {}; complete -C '{line}'", file.display()))
+        .output()
+        .expect("run fish (apt-get install fish)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn fish_completes_and_zsh_parses_every_script() {
+    assert_eq!(
+        fish_complete("update-agent", "update-agent con"),
+        ["config"]
+    );
+    assert!(fish_complete("update-agent", "update-agent config sh").contains(&"show".into()));
+    assert_eq!(
+        fish_complete("update_engine_client", "update_engine_client --sta"),
+        ["--status"]
+    );
+    assert!(fish_complete("cgpt", "cgpt pri").contains(&"prioritize".into()));
+    let dir = workspace().join("docs/completions/zsh");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new("zsh")
+            .arg("-n")
+            .arg(&path)
+            .output()
+            .expect("run zsh (apt-get install zsh)");
+        assert!(out.status.success(), "{}: {out:?}", path.display());
+        n += 1;
+    }
+    assert_eq!(n, 6, "one zsh script per binary");
 }
