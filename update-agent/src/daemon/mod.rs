@@ -107,6 +107,9 @@ pub struct Daemon {
     last_interval: Duration,
     poll_interval: Option<u32>,
     last_http_status: Option<u16>,
+    /// `run_once`: one cycle, no schedule (nothing arms or logs a next
+    /// check).
+    once: bool,
     next_check: Option<Instant>,
     outcome: Option<Outcome>,
     rng: StdRng,
@@ -153,6 +156,7 @@ impl Daemon {
             poll_interval: None,
             last_http_status: None,
             next_check: None,
+            once: false,
             outcome: None,
             rng: StdRng::from_entropy(),
             payload_state: None,
@@ -179,9 +183,11 @@ impl Daemon {
     /// Runs one interactive check→install cycle.
     pub async fn run_once(&mut self) -> Outcome {
         self.outcome = None;
+        self.once = true;
         self.queue
             .push_back(Event::CheckRequested { interactive: true });
         self.pump(true).await;
+        self.once = false;
         self.outcome.clone().unwrap_or(Outcome::NoUpdate)
     }
 
@@ -405,7 +411,7 @@ impl Daemon {
             Effect::RevertSlotSwitch => self.revert_slot_switch(),
             Effect::ScheduleCheck => {
                 let cfg = &self.settings.schedule;
-                if cfg.enabled {
+                if cfg.enabled && !self.once {
                     let next = crate::schedule::next_check(
                         cfg,
                         self.last_interval,
