@@ -2,8 +2,8 @@
 //! from the definitions the binaries parse with: clap's for `update-agent`,
 //! `update-coordinator`, `locksmithctl` and `payload`; the printed usage
 //! texts for `update_engine_client` (gflags syntax) and `cgpt` (getopt
-//! syntax, vboot's messages), which are turned into a docs-only
-//! `clap::Command`. `cargo run -p e2e --bin gen-docs` writes them to
+//! syntax, vboot's messages), read by one parser ([`usage_options`]) into a
+//! docs-only `clap::Command`. `cargo run -p e2e --bin gen-docs` writes them to
 //! `docs/man/` and `docs/completions/`; `tests/docs_generated.rs` checks
 //! the committed files are current.
 
@@ -17,7 +17,7 @@ use clap_complete::Shell;
 pub fn commands() -> Vec<Command> {
     vec![
         update_agent::cli::Cli::command(),
-        update_agent::client_args::command(),
+        client_command(),
         coordinator::cli::CoordinatorArgs::command(),
         coordinator::cli::LocksmithctlArgs::command(),
         payload::cli::Cli::command(),
@@ -45,13 +45,10 @@ pub fn cgpt_command() -> Command {
             .about(about)
             .long_about(text.trim().to_string())
             .disable_help_flag(true);
-        for (flag, value, help) in usage_options(&text) {
-            let mut arg = Arg::new(flag.to_string()).short(flag).help(help);
-            arg = match value {
-                Some(v) => arg.value_name(v.to_string()).num_args(1),
-                None => arg.action(ArgAction::SetTrue),
-            };
-            sub = sub.arg(arg);
+        for opt in usage_options(&text) {
+            let flag = opt.name.chars().next().expect("an option has a name");
+            let arg = Arg::new(opt.name.to_string()).short(flag);
+            sub = sub.arg(opt.describe(arg));
         }
         sub = sub.arg(Arg::new("DRIVE").required(true));
         cmd = cmd.subcommand(sub);
@@ -59,46 +56,102 @@ pub fn cgpt_command() -> Command {
     cmd
 }
 
-/// The `  -X [VALUE]  help` lines of a usage text (continuation lines
-/// joined).
-fn usage_options(text: &str) -> Vec<(char, Option<&str>, String)> {
-    let mut opts: Vec<(char, Option<&str>, String)> = Vec::new();
+/// `update_engine_client` as its `-help` text describes it: one long
+/// option per flag (gflags takes one dash or two, which clap cannot
+/// express, so the binary parses with `client_args::parse`).
+pub fn client_command() -> Command {
+    let mut cmd = Command::new("update_engine_client")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Talk to the update engine over D-Bus (com.coreos.update1)")
+        .long_about(
+            "Talk to the update engine over D-Bus (com.coreos.update1), as Flatcar's \
+             update_engine_client does. Flags take one dash or two (gflags): -status and \
+             --status are the same; boolean flags also take =true/=false and a no prefix \
+             (-nojson). Only the first action given runs.",
+        )
+        .disable_help_flag(true)
+        .disable_version_flag(true);
+    for mut opt in usage_options(update_agent::client_args::USAGE) {
+        // `-help, -version` share a line and have no help of their own.
+        match opt.name {
+            "help" if opt.help.is_empty() => opt.help = "Print this help.".into(),
+            "version" if opt.help.is_empty() => opt.help = "Print the version.".into(),
+            _ => {}
+        }
+        let arg = Arg::new(opt.name.to_string()).long(opt.name.to_string());
+        cmd = cmd.arg(opt.describe(arg));
+    }
+    cmd
+}
+
+/// One option of a usage text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageOption<'a> {
+    /// Without the dash: `i`, `channel`.
+    pub name: &'a str,
+    /// `NUM` of `-i NUM`; `None` for a flag.
+    pub value: Option<&'a str>,
+    /// The help, continuation lines joined.
+    pub help: String,
+}
+
+impl UsageOption<'_> {
+    /// `arg` with this option's help and value (or a flag's action).
+    fn describe(self, arg: Arg) -> Arg {
+        let arg = arg.help(self.help);
+        match self.value {
+            Some(v) => arg.value_name(v.to_string()).num_args(1),
+            None => arg.action(ArgAction::SetTrue),
+        }
+    }
+}
+
+/// The `  -NAME [VALUE]  help` lines of a usage text (`cgpt`'s and
+/// `update_engine_client`'s): continuation lines are joined, several names
+/// may share a line (`-help, -version`), and an option indented under
+/// another (`cgpt show -i`'s field selectors) says so in its help.
+pub fn usage_options(text: &str) -> Vec<UsageOption<'_>> {
+    let mut opts: Vec<UsageOption<'_>> = Vec::new();
+    let mut parent = "";
     for line in text.lines() {
         let spec = line
             .strip_prefix("  -")
             .filter(|_| !line.starts_with("   "));
         if let Some(spec) = spec {
-            let mut chars = spec.chars();
-            let Some(flag) = chars.next() else { continue };
-            let rest = chars.as_str();
-            let (value, help) = match rest.strip_prefix(' ') {
-                Some(r) if r.starts_with(|c: char| c.is_ascii_uppercase()) => {
-                    let (v, h) = r.split_once(' ').unwrap_or((r, ""));
-                    (Some(v), h)
-                }
-                _ => (None, rest),
-            };
-            opts.push((flag, value, help.trim().to_string()));
-        } else if let Some((flag, help)) = nested_option(line) {
-            // `show -i NUM` takes a field selector (`-b`, `-S` …), listed
-            // under it.
-            opts.push((flag, None, format!("With -i: print only the {help}.")));
+            let (head, help) = spec.split_once("  ").unwrap_or((spec, ""));
+            for name_value in head.trim().split(", -") {
+                let (name, value) = match name_value.split_once(' ') {
+                    Some((n, v)) if v.starts_with(|c: char| c.is_ascii_uppercase()) => (n, Some(v)),
+                    _ => (name_value, None),
+                };
+                parent = name;
+                let help = help.trim().to_string();
+                opts.push(UsageOption { name, value, help });
+            }
+        } else if let Some((name, help)) = nested_option(line) {
+            let help = format!("With -{parent}: print only the {help}.");
+            opts.push(UsageOption {
+                name,
+                value: None,
+                help,
+            });
         } else if line.starts_with("       ")
             && let Some(last) = opts.last_mut()
         {
-            last.2.push(' ');
-            last.2.push_str(line.trim());
+            last.help.push(' ');
+            last.help.push_str(line.trim());
         }
     }
     opts
 }
 
 /// An indented `-X  help` line (an option listed under another one).
-fn nested_option(line: &str) -> Option<(char, &str)> {
+fn nested_option(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix("     ")?.trim_start().strip_prefix('-')?;
-    let mut chars = rest.chars();
-    let flag = chars.next().filter(char::is_ascii_alphabetic)?;
-    let help = chars.as_str().strip_prefix("  ")?.trim();
+    let flag = rest
+        .get(..1)
+        .filter(|f| f.chars().all(|c| c.is_ascii_alphabetic()))?;
+    let help = rest[1..].strip_prefix("  ")?.trim();
     Some((flag, help))
 }
 

@@ -234,3 +234,47 @@ fn fish_completes_and_zsh_parses_every_script() {
     }
     assert_eq!(n, 6, "one zsh script per binary");
 }
+
+/// `update_engine_client`'s pages come from its `-help` text: the
+/// documented flags are exactly the parsed ones. Every documented flag
+/// parses, and every field of the parser's `Args` is documented.
+#[test]
+fn update_engine_client_documents_exactly_the_flags_it_parses() {
+    use update_agent::client_args::{Args, parse};
+    let cmd = e2e::docs::client_command();
+    let docs: Vec<_> = cmd.get_arguments().collect();
+    for a in &docs {
+        let name = a.get_id().as_str();
+        let mut argv = vec![format!("-{name}")];
+        if a.get_value_names().is_some() {
+            argv.push("x".into());
+        }
+        parse(argv).unwrap_or_else(|e| panic!("-{name} is documented: {e}"));
+        assert!(
+            a.get_help().is_some_and(|h| !h.to_string().is_empty()),
+            "-{name} has no help"
+        );
+    }
+    let fields = format!("{:?}", Args::default());
+    let mut fields: Vec<&str> = fields
+        .trim_start_matches("Args { ")
+        .trim_end_matches(" }")
+        .split(", ")
+        .map(|kv| kv.split(':').next().unwrap())
+        .collect();
+    let mut documented: Vec<&str> = docs.iter().map(|a| a.get_id().as_str()).collect();
+    documented.sort_unstable();
+    fields.sort_unstable();
+    assert_eq!(documented, fields);
+    let channel = docs.iter().find(|a| a.get_id() == "channel").unwrap();
+    let names: Vec<&str> = channel
+        .get_value_names()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str())
+        .collect();
+    assert_eq!(names, ["NAME"]);
+    let help = channel.get_help().unwrap().to_string();
+    assert!(help.contains("may be combined"), "{help}");
+    assert!(parse(["-nosuchflag".to_string()]).is_err());
+}

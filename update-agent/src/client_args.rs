@@ -1,7 +1,8 @@
 //! `update_engine_client`'s flags, parsed with gflags' syntax as Flatcar's
 //! client does. In the library so that the man page and completions
-//! (`cargo run -p e2e --bin gen-docs`) are generated from [`USAGE`], the
-//! text `-help` prints; a test keeps it and the parser in step.
+//! (`e2e::docs`, `cargo run -p e2e --bin gen-docs`) are generated from
+//! [`USAGE`], the text `-help` prints; `e2e/docs_generated` keeps it and
+//! [`parse`] in step.
 
 /// The help text (`-help`).
 pub const USAGE: &str = "\
@@ -122,112 +123,4 @@ fn flag_slot<'a>(args: &'a mut Args, name: &str) -> Option<&'a mut bool> {
         "version" => &mut args.version,
         _ => return None,
     })
-}
-/// One flag of [`USAGE`]: its name, its value's name, and its help.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlagDoc {
-    /// Without dashes, e.g. `check_for_update`.
-    pub name: &'static str,
-    /// `NAME` for `-channel NAME`; `None` for a boolean flag.
-    pub value: Option<&'static str>,
-    /// The help text, joined into one line.
-    pub help: String,
-}
-
-/// The flags as [`USAGE`] documents them, in its order (`-help` and
-/// `-version` last).
-pub fn flag_docs() -> Vec<FlagDoc> {
-    let mut flags: Vec<FlagDoc> = Vec::new();
-    for line in USAGE.lines() {
-        if let Some(rest) = line.strip_prefix("  -") {
-            if let Some((a, b)) = rest.split_once(", -") {
-                for (name, help) in [(a, "Print this help."), (b, "Print the version.")] {
-                    flags.push(FlagDoc {
-                        name: name.trim(),
-                        value: None,
-                        help: help.into(),
-                    });
-                }
-                continue;
-            }
-            let (spec, help) = rest.split_once("  ").unwrap_or((rest, ""));
-            let (name, value) = match spec.split_once(' ') {
-                Some((n, v)) => (n, Some(v)),
-                None => (spec, None),
-            };
-            flags.push(FlagDoc {
-                name,
-                value,
-                help: help.trim().into(),
-            });
-        } else if line.starts_with("    ")
-            && let Some(last) = flags.last_mut()
-        {
-            last.help.push(' ');
-            last.help.push_str(line.trim());
-        }
-    }
-    flags
-}
-
-/// A `clap::Command` that describes the flags, for the man page and the
-/// completions only: the binary parses with [`parse`] (gflags accepts one
-/// dash or two, which clap cannot express). Each flag is a long option.
-pub fn command() -> clap::Command {
-    let mut cmd = clap::Command::new("update_engine_client")
-        .version(env!("CARGO_PKG_VERSION"))
-        .about("Talk to the update engine over D-Bus (com.coreos.update1)")
-        .long_about(
-            "Talk to the update engine over D-Bus (com.coreos.update1), as Flatcar's \
-             update_engine_client does. Flags take one dash or two (gflags): -status and \
-             --status are the same; boolean flags also take =true/=false and a no prefix \
-             (-nojson). Only the first action given runs.",
-        )
-        .disable_help_flag(true)
-        .disable_version_flag(true);
-    for flag in flag_docs() {
-        let mut arg = clap::Arg::new(flag.name).long(flag.name).help(flag.help);
-        arg = match flag.value {
-            Some(v) => arg.value_name(v).num_args(1),
-            None => arg.action(clap::ArgAction::SetTrue),
-        };
-        cmd = cmd.arg(arg);
-    }
-    cmd
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The documented flags are exactly the parsed ones: every flag of
-    /// [`USAGE`] parses, and every field of [`Args`] is documented.
-    #[test]
-    fn usage_and_parser_agree() {
-        let docs = flag_docs();
-        for f in &docs {
-            let mut argv = vec![format!("-{}", f.name)];
-            if f.value.is_some() {
-                argv.push("x".into());
-            }
-            parse(argv).unwrap_or_else(|e| panic!("-{} is documented: {e}", f.name));
-            assert!(!f.help.is_empty(), "-{} has no help", f.name);
-        }
-        let fields = format!("{:?}", Args::default());
-        let fields: Vec<&str> = fields
-            .trim_start_matches("Args { ")
-            .trim_end_matches(" }")
-            .split(", ")
-            .map(|kv| kv.split(':').next().unwrap())
-            .collect();
-        let mut documented: Vec<&str> = docs.iter().map(|f| f.name).collect();
-        let mut fields = fields.clone();
-        documented.sort_unstable();
-        fields.sort_unstable();
-        assert_eq!(documented, fields);
-        let channel = docs.iter().find(|f| f.name == "channel").unwrap();
-        assert_eq!(channel.value, Some("NAME"));
-        assert!(channel.help.contains("may be combined"), "{}", channel.help);
-        assert!(parse(["-nosuchflag".to_string()]).is_err());
-    }
 }

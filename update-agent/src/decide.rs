@@ -130,16 +130,8 @@ pub fn decide_offer(offer: Offer<'_>) -> Verdict {
             Some(&unreadable)
         }
     };
-    let policy = check_policy(&info.version, offer.running, offer.allow_downgrade, denied);
-    // A node that does not know its board cannot tell another board's
-    // release from its own (the signed release info is checked against it).
-    let policy = policy.and_then(|()| match offer.board {
-        "" => Err(PolicyRefusal::UnknownBoard {
-            offered: info.version.clone(),
-        }),
-        _ => Ok(()),
-    });
-    if let Err(refusal) = policy {
+    let node = (offer.running, offer.board);
+    if let Err(refusal) = check_policy(&info.version, node, offer.allow_downgrade, denied) {
         return Verdict {
             save: None,
             result: Err(refusal.into()),

@@ -87,12 +87,10 @@ fn describe(r: &RecordedRequest) -> String {
 }
 
 async fn serve(args: Args) -> Result<()> {
-    let server = match args.listen {
-        Some(addr) => OmahaServer::start_on(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?,
-        None => OmahaServer::start().await,
-    };
+    let addr = args.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let server = OmahaServer::start_on(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
     let mut payload_name = None;
     if let Some((version, path)) = &args.offer {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

@@ -171,8 +171,7 @@ fn run_daemon(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(outcome.exit_code() as u8));
     }
-    let settings =
-        Settings::load_with(&root, args.config.as_deref()).context("loading settings")?;
+    let settings = daemon.settings().clone();
     let _metrics = rt.block_on(async { serve_metrics(args, &settings, &root, &daemon.handle()) });
     if args.no_dbus {
         rt.block_on(daemon.run());

@@ -60,8 +60,8 @@ pub const SERVER: ConfKey = ConfKey {
     name: "SERVER",
     default: DEFAULT_SERVER,
     doc: "The Omaha server's update URL (`http://127.0.0.1:8080/v1/update/` for a local test server); \
-          `disabled` (Flatcar's documented off switch) is no URL, so no server is \
-          contacted and each check fails; empty counts as unset.",
+          `disabled` (Flatcar's documented off switch) is no URL: no server is \
+          contacted, scheduled checks are skipped and an explicit check fails; empty counts as unset.",
 };
 /// `MACHINE_ALIAS`.
 pub const MACHINE_ALIAS: ConfKey = ConfKey {
@@ -85,13 +85,15 @@ pub const DOWNLOAD_PASSWORD: ConfKey = ConfKey {
 pub const RELEASE_VERSION: ConfKey = ConfKey {
     name: "FLATCAR_RELEASE_VERSION",
     default: "",
-    doc: "The running version, normally from /usr/share/flatcar/release; the server compares offers with it.",
+    doc: "The running version, normally from /usr/share/flatcar/release; the server compares offers with it. \
+          Unknown (empty): no update is taken unless `install.allow_downgrade` is set.",
 };
 /// `FLATCAR_RELEASE_BOARD`.
 pub const RELEASE_BOARD: ConfKey = ConfKey {
     name: "FLATCAR_RELEASE_BOARD",
     default: "",
-    doc: "The board (`amd64-usr`, `arm64-usr`); signed payloads must name the same.",
+    doc: "The board (`amd64-usr`, `arm64-usr`); signed payloads must name the same. \
+          Unknown (empty): no update is taken.",
 };
 /// `FLATCAR_RELEASE_APPID`.
 pub const RELEASE_APPID: ConfKey = ConfKey {

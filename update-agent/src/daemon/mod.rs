@@ -170,6 +170,11 @@ impl Daemon {
         self
     }
 
+    /// The settings as loaded at start (each check reloads them).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The handle for D-Bus and friends.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
@@ -186,7 +191,7 @@ impl Daemon {
         self.once = true;
         self.queue
             .push_back(Event::CheckRequested { interactive: true });
-        self.pump(true).await;
+        self.pump().await;
         self.once = false;
         self.outcome.clone().unwrap_or(Outcome::NoUpdate)
     }
@@ -205,7 +210,7 @@ impl Daemon {
             let delay = settings.schedule.mark_good_delay;
             crate::health::mark_good_after(&root, &settings, delay).await
         });
-        self.pump(false).await;
+        self.pump().await;
         mark_good.abort();
     }
 
@@ -215,7 +220,10 @@ impl Daemon {
             && matches!(self.state, State::Idle | State::UpdatedNeedReboot { .. })
     }
 
-    async fn pump(&mut self, once: bool) {
+    /// Processes events and timers: until the cycle is done under
+    /// `run_once`, else forever.
+    async fn pump(&mut self) {
+        let once = self.once;
         loop {
             if let Some(ev) = self.queue.pop_front() {
                 self.process(ev).await;

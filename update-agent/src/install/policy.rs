@@ -98,10 +98,13 @@ pub fn compare_versions(a: &str, b: &str) -> CmpOrdering {
     }
 }
 
-/// The local policies Flatcar lacks.
+/// The local policies Flatcar lacks. `running` and `board` are the node's
+/// (`FLATCAR_RELEASE_*`, empty when unknown); a node that does not know its
+/// board cannot tell another board's release from its own, whatever
+/// `allow_downgrade` says.
 pub fn check_policy(
     offered: &str,
-    running: &str,
+    (running, board): (&str, &str),
     allow_downgrade: bool,
     denied: Option<&Denied>,
 ) -> Result<(), PolicyRefusal> {
@@ -109,6 +112,11 @@ pub fn check_policy(
         return Err(PolicyRefusal::Denied {
             version: d.version.clone(),
             reason: d.reason.clone(),
+        });
+    }
+    if board.is_empty() {
+        return Err(PolicyRefusal::UnknownBoard {
+            offered: offered.into(),
         });
     }
     if allow_downgrade {
@@ -198,10 +206,12 @@ mod tests {
             ),
         ];
         for (offered, running, allow, d, want) in rows {
-            let got = check_policy(offered, running, allow, d).map_err(|e| e.to_string());
+            let got =
+                check_policy(offered, (running, "amd64-usr"), allow, d).map_err(|e| e.to_string());
             assert_eq!(got, want.map_err(String::from), "{offered} on {running}");
         }
-        let e = InstallError::Refused(check_policy("1", "2", false, None).unwrap_err());
+        let e =
+            InstallError::Refused(check_policy("1", ("2", "amd64-usr"), false, None).unwrap_err());
         assert_eq!(e.error_code(), ErrorCode::OmahaUpdateIgnoredPerPolicy);
         assert_eq!(e.error_kind(), "downgrade_refused");
     }
